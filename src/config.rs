@@ -1,0 +1,316 @@
+//! Layered configuration: `config/default.toml`, then `config/<INVITE_WORKER_ENV>.toml` (if any),
+//! then the file `bootstrap` wrote (`.local/bootstrap.toml`, if any), then environment variables
+//! `INVITE_WORKER__<SECTION>__<KEY>` (for example `INVITE_WORKER__QUEUE__URL`). AWS settings
+//! (region, credentials, endpoint) come from aws-config's standard chain, not from here.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Settings {
+    pub queue: QueueSettings,
+    pub worker: WorkerSettings,
+    pub table: TableSettings,
+    pub cognito: CognitoSettings,
+    pub email: EmailSettings,
+    pub invites: InviteSettings,
+    #[serde(default)]
+    pub events: EventsSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct QueueSettings {
+    /// The inbound queue's URL; empty until bootstrap or the operator sets it.
+    #[serde(default)]
+    pub url: String,
+    /// The dead-letter queue's URL.
+    #[serde(default)]
+    pub dlq_url: String,
+    /// Names bootstrap uses when it creates the queues.
+    pub name: String,
+    /// Long-poll wait, at most 20 seconds.
+    pub wait_seconds: u64,
+    /// Messages per receive, at most 10.
+    pub max_messages: u8,
+    /// Visibility timeout while a message is being handled; the heartbeat extends it.
+    pub visibility_timeout_seconds: u64,
+    /// Deliveries before a message that keeps failing transiently is dead-lettered.
+    pub max_attempts: u32,
+    /// Backoff for transient failures: base and cap of the exponential delay (with jitter).
+    pub retry_base_seconds: u64,
+    pub retry_max_seconds: u64,
+    /// maxReceiveCount bootstrap puts in the redrive policy (a safety net above max_attempts).
+    pub redrive_max_receive_count: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct WorkerSettings {
+    /// Messages handled at once.
+    pub concurrency: usize,
+    /// On SIGTERM/SIGINT: how long in-flight work may take before it is released.
+    pub shutdown_grace_seconds: u64,
+    /// Upper bound for handling one message.
+    pub handler_timeout_seconds: u64,
+    /// How long a worker's claim on an invite lasts if it crashes.
+    pub lease_seconds: u64,
+    /// With `--until-idle`: consecutive empty receives before exiting.
+    pub idle_polls: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct TableSettings {
+    pub name: String,
+    /// Partitions of the sparse open-invite index (spreads writes; cleanup queries each).
+    pub open_index_shards: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct CognitoSettings {
+    #[serde(default)]
+    pub user_pool_id: String,
+    /// App client for the sign-in link and the end-to-end tests (optional).
+    #[serde(default)]
+    pub client_id: String,
+    /// Name bootstrap gives a pool it creates.
+    pub user_pool_name: String,
+    /// Token bucket for user-creation calls (Cognito's UserCreation category is account-wide).
+    pub create_rate_per_second: f64,
+    pub create_burst: u32,
+    /// Token bucket for other Cognito calls (AdminGetUser etc.).
+    pub read_rate_per_second: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Ses,
+    Smtp,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct EmailSettings {
+    pub transport: Transport,
+    /// `Name <address>`.
+    pub from: String,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    pub app_name: String,
+    /// Default sign-in link when an invite has no `redirect_url`.
+    pub sign_in_url: String,
+    pub templates_dir: PathBuf,
+    pub default_locale: String,
+    pub send_rate_per_second: f64,
+    pub send_burst: u32,
+    #[serde(default)]
+    pub ses: SesSettings,
+    #[serde(default)]
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct SesSettings {
+    #[serde(default)]
+    pub configuration_set: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text; only for a local sink.
+    None,
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Redacted by `config check`.
+    #[serde(default)]
+    pub password: Option<String>,
+    pub timeout_seconds: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self { host: "127.0.0.1".into(), port: 2525, tls: SmtpTls::None, username: None, password: None, timeout_seconds: 15 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct InviteSettings {
+    pub default_expiry_days: u32,
+    /// Days before expiry to send a reminder; 0 is off.
+    #[serde(default)]
+    pub reminder_days_before_expiry: u32,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct EventsSettings {
+    /// Outbound lifecycle-events queue; empty is off.
+    #[serde(default)]
+    pub outbound_queue_url: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct LogSettings {
+    /// `json` or `pretty`.
+    pub format: String,
+    /// A tracing filter, e.g. `info,invite_worker=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+    /// Mask email addresses in logs (`j***@example.com`).
+    pub mask_emails: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: "pretty".into(), level: "info".into(), mask_emails: true }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct HttpSettings {
+    /// `127.0.0.1:9090` to serve /healthz, /readyz, /metrics; empty is off.
+    #[serde(default)]
+    pub listen: String,
+}
+
+/// Where the layered files live.
+#[derive(Clone, Debug)]
+pub struct ConfigSources {
+    pub config_dir: PathBuf,
+    /// `INVITE_WORKER_ENV`: picks `config/<env>.toml`.
+    pub environment: Option<String>,
+    /// What bootstrap records (`.local/bootstrap.toml` by default, `INVITE_WORKER_STATE`).
+    pub state_file: PathBuf,
+}
+
+impl ConfigSources {
+    pub fn from_env(config_dir: Option<PathBuf>) -> Self {
+        let config_dir = config_dir
+            .or_else(|| std::env::var_os("INVITE_WORKER_CONFIG_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let environment = std::env::var("INVITE_WORKER_ENV").ok().filter(|s| !s.is_empty());
+        let state_file = std::env::var_os("INVITE_WORKER_STATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".local/bootstrap.toml"));
+        Self { config_dir, environment, state_file }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    pub fn load(sources: &ConfigSources) -> Result<Self, ConfigError> {
+        let default = sources.config_dir.join("default.toml");
+        if !default.exists() {
+            return Err(ConfigError(format!("{} not found (run from the checkout or set INVITE_WORKER_CONFIG_DIR)", default.display())));
+        }
+        let mut builder = config::Config::builder().add_source(config::File::from(default.as_path()));
+        if let Some(env) = &sources.environment {
+            builder = builder.add_source(config::File::from(sources.config_dir.join(format!("{env}.toml"))).required(true));
+        }
+        builder = builder
+            .add_source(config::File::from(sources.state_file.as_path()).format(config::FileFormat::Toml).required(false))
+            .add_source(config::Environment::with_prefix("INVITE_WORKER").prefix_separator("__").separator("__").try_parsing(true));
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rules that serde cannot express. Each message names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.queue.wait_seconds > 20 {
+            return bad("queue.wait_seconds", "SQS allows at most 20");
+        }
+        if !(1..=10).contains(&self.queue.max_messages) {
+            return bad("queue.max_messages", "must be 1 to 10");
+        }
+        if self.queue.visibility_timeout_seconds < 10 {
+            return bad("queue.visibility_timeout_seconds", "must be at least 10");
+        }
+        if self.queue.max_attempts == 0 {
+            return bad("queue.max_attempts", "must be at least 1");
+        }
+        if self.worker.concurrency == 0 {
+            return bad("worker.concurrency", "must be at least 1");
+        }
+        if self.worker.handler_timeout_seconds >= self.worker.lease_seconds {
+            return bad("worker.handler_timeout_seconds", "must be shorter than worker.lease_seconds");
+        }
+        if self.cognito.create_rate_per_second <= 0.0 || self.email.send_rate_per_second <= 0.0 || self.cognito.read_rate_per_second <= 0.0 {
+            return bad("cognito/email rate limits", "must be greater than 0");
+        }
+        if self.invites.default_expiry_days == 0 || self.invites.default_expiry_days > 90 {
+            return bad("invites.default_expiry_days", "must be 1 to 90");
+        }
+        if self.log.format != "json" && self.log.format != "pretty" {
+            return bad("log.format", "must be \"json\" or \"pretty\"");
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML with secrets replaced, for `config check`.
+    pub fn redacted_toml(&self) -> String {
+        let mut copy = self.clone();
+        if copy.email.smtp.password.is_some() {
+            copy.email.smtp.password = Some("[redacted]".into());
+        }
+        toml_string(&copy)
+    }
+
+    pub fn queue_is_fifo(&self) -> bool {
+        self.queue.url.ends_with(".fifo")
+    }
+}
+
+fn toml_string(settings: &Settings) -> String {
+    // The config crate reads TOML but does not write it; JSON is a fine, exact stand-in.
+    serde_json::to_string_pretty(settings).unwrap_or_default()
+}
+
+/// Writes `key = "value"` pairs under `[section]` headers, merging with an existing state file.
+pub fn record_state(path: &Path, entries: &[(&str, &str, String)]) -> std::io::Result<()> {
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let mut table: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> = Default::default();
+    let mut section = String::new();
+    for line in existing.lines() {
+        let line = line.trim();
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+        } else if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().trim_matches('"').to_string();
+            table.entry(section.clone()).or_default().insert(k.trim().to_string(), v);
+        }
+    }
+    for (s, k, v) in entries {
+        table.entry(s.to_string()).or_default().insert(k.to_string(), v.clone());
+    }
+    let mut out = String::from("# Written by `invite-worker bootstrap`: the resources it created or found.\n");
+    for (s, kv) in table {
+        out.push_str(&format!("\n[{s}]\n"));
+        for (k, v) in kv {
+            out.push_str(&format!("{k} = {}\n", serde_json::to_string(&v).unwrap_or_default()));
+        }
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, out)
+}

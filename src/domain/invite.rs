@@ -1,0 +1,211 @@
+//! The invite record: one per (user pool, normalised email), moved through the state machine in
+//! [`crate::domain::state`]. A record that is closed (revoked, expired, failed) can be re-opened as
+//! a new *generation*; its history keeps every generation's transitions.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::email::EmailAddress;
+
+/// How many history entries a record keeps; older ones are dropped first.
+pub const HISTORY_LIMIT: usize = 50;
+
+/// An invite's stable id: a UUIDv5 of the user pool id and the normalised email, so the same
+/// person in the same pool always has the same id, and an id can be derived from an email.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InviteId(Uuid);
+
+const INVITE_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a7e_8a8d_4c41_9e57_1d3b_5f0a_9c21);
+
+impl InviteId {
+    pub fn for_email(user_pool_id: &str, email: &EmailAddress) -> Self {
+        let name = format!("{user_pool_id}\n{}", email.as_str());
+        Self(Uuid::new_v5(&INVITE_NAMESPACE, name.as_bytes()))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Uuid::parse_str(s).map(Self).map_err(|_| "is not a UUID".to_string())
+    }
+}
+
+impl fmt::Display for InviteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for InviteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InviteId({self})")
+    }
+}
+
+/// Public statuses. `pending` and `sent` are *open*; the rest are closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteStatus {
+    Pending,
+    Sent,
+    Accepted,
+    Revoked,
+    Expired,
+    Failed,
+}
+
+impl InviteStatus {
+    pub const ALL: [InviteStatus; 6] = [
+        InviteStatus::Pending,
+        InviteStatus::Sent,
+        InviteStatus::Accepted,
+        InviteStatus::Revoked,
+        InviteStatus::Expired,
+        InviteStatus::Failed,
+    ];
+
+    pub fn is_open(self) -> bool {
+        matches!(self, InviteStatus::Pending | InviteStatus::Sent)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteStatus::Pending => "pending",
+            InviteStatus::Sent => "sent",
+            InviteStatus::Accepted => "accepted",
+            InviteStatus::Revoked => "revoked",
+            InviteStatus::Expired => "expired",
+            InviteStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?}; expected one of pending, sent, accepted, revoked, expired, failed"))
+    }
+}
+
+impl fmt::Display for InviteStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the sender asked for; kept so that a retry, a resend or a re-open can act again.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InviteDetails {
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// One line of history: a transition, or a note about an event that changed nothing
+/// (`to == from`), such as a duplicate request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub from: Option<InviteStatus>,
+    pub to: InviteStatus,
+    pub event_id: Option<String>,
+    pub event_type: String,
+    pub reason: Option<String>,
+    pub generation: u32,
+}
+
+/// A claim on the record while side effects run, so two deliveries of one message (or a worker
+/// and a cleanup) never act on the same invite at once. It expires by itself after a crash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
+}
+
+/// A lifecycle event waiting to be published (the outbox): written in the same conditional write
+/// as the transition that caused it, removed once published.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingPublication {
+    pub event_id: String,
+    pub event_type: String,
+    pub body: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Invite {
+    pub invite_id: InviteId,
+    pub user_pool_id: String,
+    pub email: EmailAddress,
+    /// The Cognito username: the normalised email.
+    pub username: String,
+    pub status: InviteStatus,
+    /// Why it failed, or why it was revoked; a short snake_case code.
+    pub reason: Option<String>,
+    pub generation: u32,
+    /// The event that opened the current generation.
+    pub opened_by_event: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub sent_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub accepted_at: Option<OffsetDateTime>,
+    /// How many invitation emails this generation has sent (a resend adds one).
+    pub send_count: u32,
+    /// Cognito's `sub` for the user, once known.
+    pub user_sub: Option<String>,
+    pub details: InviteDetails,
+    pub history: Vec<HistoryEntry>,
+    /// Optimistic-concurrency counter: every write is conditional on the previous value.
+    pub version: u64,
+    pub lease: Option<Lease>,
+    #[serde(default)]
+    pub outbox: Vec<PendingPublication>,
+    /// Set once a reminder was sent for this generation.
+    #[serde(default)]
+    pub reminded_generation: Option<u32>,
+}
+
+impl Invite {
+    /// Whether `event_id` already left a mark on this record (a redelivery).
+    pub fn has_seen(&self, event_id: &str) -> bool {
+        self.opened_by_event == event_id
+            || self.history.iter().any(|h| h.event_id.as_deref() == Some(event_id))
+    }
+
+    pub fn push_history(&mut self, entry: HistoryEntry) {
+        self.history.push(entry);
+        if self.history.len() > HISTORY_LIMIT {
+            let drop = self.history.len() - HISTORY_LIMIT;
+            self.history.drain(..drop);
+        }
+    }
+
+    pub fn lease_held_by_other(&self, now: OffsetDateTime, token: &str) -> Option<OffsetDateTime> {
+        match &self.lease {
+            Some(l) if l.until > now && l.token != token => Some(l.until),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The domain: values, the invite record and the pure state machine. No I/O happens here.
+
+pub mod email;
+pub mod event;
+pub mod invite;
+pub mod password;
+pub mod pool;
+pub mod state;
+pub mod text;
+
+pub use email::EmailAddress;
+pub use event::{DecodeError, EventBody, InboundEvent, InviteRef, InviteRequest};
+pub use invite::{HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease};
+pub use password::{PasswordPolicy, TemporaryPassword};
+pub use pool::PoolProfile;
+pub use state::{Effect, Outcome, Trigger};
