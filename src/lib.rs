@@ -2,6 +2,7 @@
 //! keeping each invite's state in DynamoDB. See ARCHITECTURE.md for the map.
 
 pub mod domain;
+pub mod adapters;
 pub mod config;
 pub mod error;
 pub mod ports;

@@ -1,0 +1,161 @@
+//! Turns any AWS SDK error into a [`DownstreamError`]: transient (throttling, 5xx, timeouts,
+//! connection and credential trouble) or a permanent rejection with a snake_case code.
+//!
+//! Credential and permission errors count as transient on purpose: they are an operator's
+//! problem, not the message's, and dead-lettering every good message while IAM is being fixed
+//! would be worse than waiting.
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::{DownstreamError, ErrorKind, Service};
+
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "TransactionInProgressException",
+    "KMSThrottlingException",
+    "EC2ThrottledException",
+];
+
+const UNAVAILABLE: &[&str] = &[
+    "InternalError",
+    "InternalErrorException",
+    "InternalServerError",
+    "InternalServerException",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Credential and permission problems: fixed by an operator, so retried rather than dead-lettered.
+const ACCESS: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "InvalidSignatureException",
+    "NotAuthorized",
+];
+
+/// Classifies `err`. `code_of` may map a service error code to a reason code of our own
+/// (`ResourceNotFoundException` -> `user_pool_not_found`); unmapped 4xx codes become their
+/// snake_case form.
+pub fn classify<E>(
+    service: Service,
+    operation: &'static str,
+    err: &SdkError<E, HttpResponse>,
+    code_of: impl Fn(&str) -> Option<&'static str>,
+) -> DownstreamError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let (kind, message) = match err {
+        SdkError::TimeoutError(_) => (ErrorKind::Timeout, "timed out".to_string()),
+        SdkError::DispatchFailure(_) => (ErrorKind::Unavailable, format!("could not reach the service: {}", chain(err))),
+        SdkError::ConstructionFailure(_) => (ErrorKind::Unavailable, format!("could not build the request (credentials or configuration?): {}", chain(err))),
+        SdkError::ResponseError(_) => (ErrorKind::Unavailable, format!("unreadable response: {}", chain(err))),
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or("Unknown");
+            let text = ctx.err().message().unwrap_or("");
+            let status = ctx.raw().status().as_u16();
+            let message = if text.is_empty() { format!("{code} (HTTP {status})") } else { format!("{code}: {text} (HTTP {status})") };
+            (kind_for(code, status, &code_of), message)
+        }
+        other => (ErrorKind::Unavailable, format!("unexpected SDK error: {}", chain(other))),
+    };
+    let message = if matches!(kind, ErrorKind::Unavailable) && is_access(err) {
+        format!("{message}; check the worker's credentials and IAM policy")
+    } else {
+        message
+    };
+    DownstreamError::new(service, operation, kind, message)
+}
+
+fn is_access<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    matches!(err, SdkError::ServiceError(ctx) if ctx.err().code().is_some_and(|c| ACCESS.contains(&c)))
+}
+
+/// The kind for a service error code and HTTP status.
+pub fn kind_for(code: &str, status: u16, code_of: &impl Fn(&str) -> Option<&'static str>) -> ErrorKind {
+    if THROTTLING.contains(&code) || status == 429 {
+        return ErrorKind::Throttled;
+    }
+    if let Some(ours) = code_of(code) {
+        return ErrorKind::Rejected(ours.to_string());
+    }
+    if UNAVAILABLE.contains(&code) || ACCESS.contains(&code) || status >= 500 || status == 403 {
+        return ErrorKind::Unavailable;
+    }
+    ErrorKind::Rejected(snake_case(code))
+}
+
+/// `ResourceNotFoundException` -> `resource_not_found`.
+pub fn snake_case(code: &str) -> String {
+    let code = code.strip_suffix("Exception").unwrap_or(code);
+    let mut out = String::with_capacity(code.len() + 4);
+    for (i, c) in code.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+    if out.is_empty() { "unknown".into() } else { out }
+}
+
+/// The error and its sources on one line.
+fn chain<E: std::error::Error + 'static>(e: &SdkError<E, HttpResponse>) -> String {
+    aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none(_: &str) -> Option<&'static str> {
+        None
+    }
+
+    #[test]
+    fn classifies_codes_and_statuses() {
+        assert_eq!(kind_for("ThrottlingException", 400, &none), ErrorKind::Throttled);
+        assert_eq!(kind_for("TooManyRequestsException", 400, &none), ErrorKind::Throttled);
+        assert_eq!(kind_for("Whatever", 429, &none), ErrorKind::Throttled);
+        assert_eq!(kind_for("InternalErrorException", 500, &none), ErrorKind::Unavailable);
+        assert_eq!(kind_for("Whatever", 503, &none), ErrorKind::Unavailable);
+        assert_eq!(kind_for("AccessDeniedException", 400, &none), ErrorKind::Unavailable);
+        assert_eq!(kind_for("InvalidParameterException", 400, &none), ErrorKind::Rejected("invalid_parameter".into()));
+        let pool = |c: &str| (c == "ResourceNotFoundException").then_some("user_pool_not_found");
+        assert_eq!(kind_for("ResourceNotFoundException", 400, &pool), ErrorKind::Rejected("user_pool_not_found".into()));
+    }
+
+    #[test]
+    fn snake_cases_codes() {
+        assert_eq!(snake_case("ResourceNotFoundException"), "resource_not_found");
+        assert_eq!(snake_case("MessageRejected"), "message_rejected");
+        assert_eq!(snake_case(""), "unknown");
+    }
+}
