@@ -1,8 +1,12 @@
 //! invite-worker: turns invite events on SQS into Cognito users and branded invitation emails,
 //! keeping each invite's state in DynamoDB. See ARCHITECTURE.md for the map.
 
-pub mod domain;
 pub mod adapters;
+pub mod app;
+pub mod bootstrap;
 pub mod config;
+pub mod domain;
 pub mod error;
+pub mod mail;
 pub mod ports;
+pub mod worker;

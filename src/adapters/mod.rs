@@ -1,3 +1,10 @@
 //! Adapters: the ports in `crate::ports` implemented on real systems, and in memory.
 
 pub mod aws_errors;
+pub mod cognito;
+pub mod dynamo;
+pub mod limited;
+pub mod memory;
+pub mod ses;
+pub mod smtp;
+pub mod sqs;

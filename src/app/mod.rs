@@ -1,0 +1,3 @@
+//! Application services: what happens to each event.
+
+pub mod handler;

@@ -1,0 +1,4 @@
+//! Rendering and building email.
+
+pub mod message;
+pub mod templates;

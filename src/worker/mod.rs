@@ -1,0 +1,5 @@
+//! The SQS worker: polling, concurrency, heartbeats, acks, retries, dead letters, shutdown.
+
+pub mod backoff;
+pub mod ratelimit;
+pub mod runner;
