@@ -143,7 +143,14 @@ pub struct SmtpSettings {
 
 impl Default for SmtpSettings {
     fn default() -> Self {
-        Self { host: "127.0.0.1".into(), port: 2525, tls: SmtpTls::None, username: None, password: None, timeout_seconds: 15 }
+        Self {
+            host: "127.0.0.1".into(),
+            port: 2525,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            timeout_seconds: 15,
+        }
     }
 }
 
@@ -174,7 +181,11 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: "pretty".into(), level: "info".into(), mask_emails: true }
+        Self {
+            format: "pretty".into(),
+            level: "info".into(),
+            mask_emails: true,
+        }
     }
 }
 
@@ -200,11 +211,17 @@ impl ConfigSources {
         let config_dir = config_dir
             .or_else(|| std::env::var_os("INVITE_WORKER_CONFIG_DIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("config"));
-        let environment = std::env::var("INVITE_WORKER_ENV").ok().filter(|s| !s.is_empty());
+        let environment = std::env::var("INVITE_WORKER_ENV")
+            .ok()
+            .filter(|s| !s.is_empty());
         let state_file = std::env::var_os("INVITE_WORKER_STATE")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(".local/bootstrap.toml"));
-        Self { config_dir, environment, state_file }
+        Self {
+            config_dir,
+            environment,
+            state_file,
+        }
     }
 }
 
@@ -216,15 +233,30 @@ impl Settings {
     pub fn load(sources: &ConfigSources) -> Result<Self, ConfigError> {
         let default = sources.config_dir.join("default.toml");
         if !default.exists() {
-            return Err(ConfigError(format!("{} not found (run from the checkout or set INVITE_WORKER_CONFIG_DIR)", default.display())));
+            return Err(ConfigError(format!(
+                "{} not found (run from the checkout or set INVITE_WORKER_CONFIG_DIR)",
+                default.display()
+            )));
         }
-        let mut builder = config::Config::builder().add_source(config::File::from(default.as_path()));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from(default.as_path()));
         if let Some(env) = &sources.environment {
-            builder = builder.add_source(config::File::from(sources.config_dir.join(format!("{env}.toml"))).required(true));
+            builder = builder.add_source(
+                config::File::from(sources.config_dir.join(format!("{env}.toml"))).required(true),
+            );
         }
         builder = builder
-            .add_source(config::File::from(sources.state_file.as_path()).format(config::FileFormat::Toml).required(false))
-            .add_source(config::Environment::with_prefix("INVITE_WORKER").prefix_separator("__").separator("__").try_parsing(true));
+            .add_source(
+                config::File::from(sources.state_file.as_path())
+                    .format(config::FileFormat::Toml)
+                    .required(false),
+            )
+            .add_source(
+                config::Environment::with_prefix("INVITE_WORKER")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
         let settings: Settings = builder
             .build()
             .and_then(|c| c.try_deserialize())
@@ -252,9 +284,15 @@ impl Settings {
             return bad("worker.concurrency", "must be at least 1");
         }
         if self.worker.handler_timeout_seconds >= self.worker.lease_seconds {
-            return bad("worker.handler_timeout_seconds", "must be shorter than worker.lease_seconds");
+            return bad(
+                "worker.handler_timeout_seconds",
+                "must be shorter than worker.lease_seconds",
+            );
         }
-        if self.cognito.create_rate_per_second <= 0.0 || self.email.send_rate_per_second <= 0.0 || self.cognito.read_rate_per_second <= 0.0 {
+        if self.cognito.create_rate_per_second <= 0.0
+            || self.email.send_rate_per_second <= 0.0
+            || self.cognito.read_rate_per_second <= 0.0
+        {
             return bad("cognito/email rate limits", "must be greater than 0");
         }
         if self.invites.default_expiry_days == 0 || self.invites.default_expiry_days > 90 {
@@ -288,7 +326,8 @@ fn toml_string(settings: &Settings) -> String {
 /// Writes `key = "value"` pairs under `[section]` headers, merging with an existing state file.
 pub fn record_state(path: &Path, entries: &[(&str, &str, String)]) -> std::io::Result<()> {
     let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let mut table: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> = Default::default();
+    let mut table: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+        Default::default();
     let mut section = String::new();
     for line in existing.lines() {
         let line = line.trim();
@@ -296,17 +335,28 @@ pub fn record_state(path: &Path, entries: &[(&str, &str, String)]) -> std::io::R
             section = s.to_string();
         } else if let Some((k, v)) = line.split_once('=') {
             let v = v.trim().trim_matches('"').to_string();
-            table.entry(section.clone()).or_default().insert(k.trim().to_string(), v);
+            table
+                .entry(section.clone())
+                .or_default()
+                .insert(k.trim().to_string(), v);
         }
     }
     for (s, k, v) in entries {
-        table.entry(s.to_string()).or_default().insert(k.to_string(), v.clone());
+        table
+            .entry(s.to_string())
+            .or_default()
+            .insert(k.to_string(), v.clone());
     }
-    let mut out = String::from("# Written by `invite-worker bootstrap`: the resources it created or found.\n");
+    let mut out = String::from(
+        "# Written by `invite-worker bootstrap`: the resources it created or found.\n",
+    );
     for (s, kv) in table {
         out.push_str(&format!("\n[{s}]\n"));
         for (k, v) in kv {
-            out.push_str(&format!("{k} = {}\n", serde_json::to_string(&v).unwrap_or_default()));
+            out.push_str(&format!(
+                "{k} = {}\n",
+                serde_json::to_string(&v).unwrap_or_default()
+            ));
         }
     }
     if let Some(parent) = path.parent() {

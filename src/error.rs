@@ -58,8 +58,18 @@ pub struct DownstreamError {
 }
 
 impl DownstreamError {
-    pub fn new(service: Service, operation: &'static str, kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { service, operation, kind, message: message.into() }
+    pub fn new(
+        service: Service,
+        operation: &'static str,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            service,
+            operation,
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn is_transient(&self) -> bool {
@@ -85,7 +95,11 @@ pub enum Disposition {
     /// Done (including "nothing to do"): delete it. `outcome` is a short code for logs/metrics.
     Ack { outcome: &'static str },
     /// Try again later: leave it on the queue, invisible for about `after`.
-    Retry { reason: String, after: Option<Duration>, downstream: Option<Service> },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+        downstream: Option<Service>,
+    },
     /// It will never succeed as it is: send it to the DLQ with this reason, then delete it.
     DeadLetter { code: String, reason: String },
 }

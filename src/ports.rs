@@ -42,10 +42,20 @@ pub trait InviteStore: Send + Sync {
     async fn save(&self, invite: &Invite) -> Result<(), StoreError>;
 
     /// Open invites whose `expires_at <= now`, oldest first, read through the sparse index.
-    async fn open_expired(&self, now: OffsetDateTime, limit: usize, cursor: Option<String>) -> Result<Page<InviteId>, StoreError>;
+    async fn open_expired(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<Page<InviteId>, StoreError>;
 
     /// Invites with a status, most recently updated first.
-    async fn list_by_status(&self, status: InviteStatus, limit: usize, cursor: Option<String>) -> Result<Page<Invite>, StoreError>;
+    async fn list_by_status(
+        &self,
+        status: InviteStatus,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<Page<Invite>, StoreError>;
 
     /// Invites with lifecycle events not yet published (the outbox), read through a sparse index.
     async fn with_unpublished(&self, limit: usize) -> Result<Vec<InviteId>, StoreError>;
@@ -93,7 +103,11 @@ pub trait Directory: Send + Sync {
     async fn create_user(&self, user: &NewUser<'_>) -> Result<CreateOutcome, DownstreamError>;
     async fn get_user(&self, username: &str) -> Result<Option<UserInfo>, DownstreamError>;
     /// `AdminSetUserPassword` with `Permanent=false`.
-    async fn set_temporary_password(&self, username: &str, password: &TemporaryPassword) -> Result<(), DownstreamError>;
+    async fn set_temporary_password(
+        &self,
+        username: &str,
+        password: &TemporaryPassword,
+    ) -> Result<(), DownstreamError>;
     /// `AdminDeleteUser`; a user that does not exist counts as deleted.
     async fn delete_user(&self, username: &str) -> Result<(), DownstreamError>;
     /// `AdminAddUserToGroup`; a missing group is a permanent error with code `group_not_found`.
@@ -171,11 +185,22 @@ pub struct BatchFailure {
 pub trait Queue: Send + Sync {
     async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError>;
     /// Deletes up to 10 messages in one call; returns the entries that failed.
-    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<Vec<BatchFailure>, DownstreamError>;
-    async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<(), DownstreamError>;
+    async fn delete_batch(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<BatchFailure>, DownstreamError>;
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), DownstreamError>;
     /// Sends a copy of `message` to the dead-letter queue with the reason as message attributes.
     /// The caller deletes the original afterwards.
-    async fn dead_letter(&self, message: &QueueMessage, why: &DeadLetter) -> Result<(), DownstreamError>;
+    async fn dead_letter(
+        &self,
+        message: &QueueMessage,
+        why: &DeadLetter,
+    ) -> Result<(), DownstreamError>;
     fn is_fifo(&self) -> bool;
 }
 

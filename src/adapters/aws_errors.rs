@@ -69,17 +69,36 @@ where
 {
     let (kind, message) = match err {
         SdkError::TimeoutError(_) => (ErrorKind::Timeout, "timed out".to_string()),
-        SdkError::DispatchFailure(_) => (ErrorKind::Unavailable, format!("could not reach the service: {}", chain(err))),
-        SdkError::ConstructionFailure(_) => (ErrorKind::Unavailable, format!("could not build the request (credentials or configuration?): {}", chain(err))),
-        SdkError::ResponseError(_) => (ErrorKind::Unavailable, format!("unreadable response: {}", chain(err))),
+        SdkError::DispatchFailure(_) => (
+            ErrorKind::Unavailable,
+            format!("could not reach the service: {}", chain(err)),
+        ),
+        SdkError::ConstructionFailure(_) => (
+            ErrorKind::Unavailable,
+            format!(
+                "could not build the request (credentials or configuration?): {}",
+                chain(err)
+            ),
+        ),
+        SdkError::ResponseError(_) => (
+            ErrorKind::Unavailable,
+            format!("unreadable response: {}", chain(err)),
+        ),
         SdkError::ServiceError(ctx) => {
             let code = ctx.err().code().unwrap_or("Unknown");
             let text = ctx.err().message().unwrap_or("");
             let status = ctx.raw().status().as_u16();
-            let message = if text.is_empty() { format!("{code} (HTTP {status})") } else { format!("{code}: {text} (HTTP {status})") };
+            let message = if text.is_empty() {
+                format!("{code} (HTTP {status})")
+            } else {
+                format!("{code}: {text} (HTTP {status})")
+            };
             (kind_for(code, status, &code_of), message)
         }
-        other => (ErrorKind::Unavailable, format!("unexpected SDK error: {}", chain(other))),
+        other => (
+            ErrorKind::Unavailable,
+            format!("unexpected SDK error: {}", chain(other)),
+        ),
     };
     let message = if matches!(kind, ErrorKind::Unavailable) && is_access(err) {
         format!("{message}; check the worker's credentials and IAM policy")
@@ -94,7 +113,11 @@ fn is_access<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
 }
 
 /// The kind for a service error code and HTTP status.
-pub fn kind_for(code: &str, status: u16, code_of: &impl Fn(&str) -> Option<&'static str>) -> ErrorKind {
+pub fn kind_for(
+    code: &str,
+    status: u16,
+    code_of: &impl Fn(&str) -> Option<&'static str>,
+) -> ErrorKind {
     if THROTTLING.contains(&code) || status == 429 {
         return ErrorKind::Throttled;
     }
@@ -123,7 +146,11 @@ pub fn snake_case(code: &str) -> String {
             out.push('_');
         }
     }
-    if out.is_empty() { "unknown".into() } else { out }
+    if out.is_empty() {
+        "unknown".into()
+    } else {
+        out
+    }
 }
 
 /// The error and its sources on one line.
@@ -141,20 +168,41 @@ mod tests {
 
     #[test]
     fn classifies_codes_and_statuses() {
-        assert_eq!(kind_for("ThrottlingException", 400, &none), ErrorKind::Throttled);
-        assert_eq!(kind_for("TooManyRequestsException", 400, &none), ErrorKind::Throttled);
+        assert_eq!(
+            kind_for("ThrottlingException", 400, &none),
+            ErrorKind::Throttled
+        );
+        assert_eq!(
+            kind_for("TooManyRequestsException", 400, &none),
+            ErrorKind::Throttled
+        );
         assert_eq!(kind_for("Whatever", 429, &none), ErrorKind::Throttled);
-        assert_eq!(kind_for("InternalErrorException", 500, &none), ErrorKind::Unavailable);
+        assert_eq!(
+            kind_for("InternalErrorException", 500, &none),
+            ErrorKind::Unavailable
+        );
         assert_eq!(kind_for("Whatever", 503, &none), ErrorKind::Unavailable);
-        assert_eq!(kind_for("AccessDeniedException", 400, &none), ErrorKind::Unavailable);
-        assert_eq!(kind_for("InvalidParameterException", 400, &none), ErrorKind::Rejected("invalid_parameter".into()));
+        assert_eq!(
+            kind_for("AccessDeniedException", 400, &none),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            kind_for("InvalidParameterException", 400, &none),
+            ErrorKind::Rejected("invalid_parameter".into())
+        );
         let pool = |c: &str| (c == "ResourceNotFoundException").then_some("user_pool_not_found");
-        assert_eq!(kind_for("ResourceNotFoundException", 400, &pool), ErrorKind::Rejected("user_pool_not_found".into()));
+        assert_eq!(
+            kind_for("ResourceNotFoundException", 400, &pool),
+            ErrorKind::Rejected("user_pool_not_found".into())
+        );
     }
 
     #[test]
     fn snake_cases_codes() {
-        assert_eq!(snake_case("ResourceNotFoundException"), "resource_not_found");
+        assert_eq!(
+            snake_case("ResourceNotFoundException"),
+            "resource_not_found"
+        );
         assert_eq!(snake_case("MessageRejected"), "message_rejected");
         assert_eq!(snake_case(""), "unknown");
     }

@@ -1,1 +1,841 @@
-//! (stub, being written)
+//! The invite service: applies one event to one invite. It loads the record, asks the pure state
+//! machine what to do, claims the record with a lease (a conditional write), runs the side
+//! effects (Cognito, email), and writes the outcome with another conditional write.
+//!
+//! Crash safety rests on three rules:
+//! 1. The record is written *before* any side effect (status `pending`, with a lease), and the
+//!    final status only *after* them; a crash in between leaves `pending` and a redelivery resumes.
+//! 2. Every side effect is safe to repeat: an existing never-used user gets a fresh temporary
+//!    password (`AdminSetUserPassword`), so a re-sent email always carries a working password.
+//! 3. An event whose id is already in the record's history is a no-op.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use super::compose::{Composer, MailKind};
+use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteRef};
+use crate::domain::password::generate;
+use crate::domain::state::{decide, Effect, Outcome, Trigger};
+use crate::domain::{
+    EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease,
+    TemporaryPassword,
+};
+use crate::error::{Disposition, DownstreamError};
+use crate::ports::{
+    Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, StoreError, UserStatus,
+};
+
+/// How often a lost race (a version conflict) is retried within one handling.
+const MAX_CONFLICT_RETRIES: usize = 5;
+
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub user_pool_id: String,
+    pub default_expiry_days: u32,
+    /// How long a claim on an invite lasts if the worker dies holding it.
+    pub lease: Duration,
+}
+
+/// Why handling failed, and so what the worker does next (see [`HandleError::disposition`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("{0}")]
+    Invalid(DecodeError),
+    #[error("{0}")]
+    InvalidAttributes(DecodeError),
+    #[error("{message}")]
+    Rejected { code: String, message: String },
+    #[error(transparent)]
+    Transient(DownstreamError),
+    #[error("invite {0} is being handled by another worker until {1}")]
+    Busy(InviteId, OffsetDateTime),
+    #[error("invite {0} kept changing during this write; will retry")]
+    Contended(InviteId),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl HandleError {
+    pub fn disposition(&self, now: OffsetDateTime) -> Disposition {
+        match self {
+            HandleError::Invalid(e) => Disposition::DeadLetter {
+                code: "invalid_event".into(),
+                reason: e.to_string(),
+            },
+            HandleError::InvalidAttributes(e) => Disposition::DeadLetter {
+                code: "invalid_attributes".into(),
+                reason: e.to_string(),
+            },
+            HandleError::Rejected { code, message } => Disposition::DeadLetter {
+                code: code.clone(),
+                reason: message.clone(),
+            },
+            HandleError::Corrupt(m) => Disposition::DeadLetter {
+                code: "corrupt_record".into(),
+                reason: m.clone(),
+            },
+            HandleError::Transient(e) => Disposition::Retry {
+                reason: e.to_string(),
+                after: None,
+                downstream: Some(e.service),
+            },
+            HandleError::Busy(_, until) => {
+                let wait = (*until - now).max(time::Duration::seconds(1));
+                Disposition::Retry {
+                    reason: self.to_string(),
+                    after: Some(Duration::from_secs(wait.whole_seconds().max(1) as u64)),
+                    downstream: None,
+                }
+            }
+            HandleError::Contended(_) => Disposition::Retry {
+                reason: self.to_string(),
+                after: None,
+                downstream: None,
+            },
+        }
+    }
+
+    fn from_downstream(e: DownstreamError) -> Self {
+        match e.rejection_code() {
+            Some(code) => HandleError::Rejected {
+                code: code.to_string(),
+                message: e.to_string(),
+            },
+            None => HandleError::Transient(e),
+        }
+    }
+}
+
+impl From<DownstreamError> for HandleError {
+    fn from(e: DownstreamError) -> Self {
+        HandleError::from_downstream(e)
+    }
+}
+
+impl From<StoreError> for HandleError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => HandleError::Transient(DownstreamError::new(
+                crate::error::Service::DynamoDb,
+                "PutItem",
+                crate::error::ErrorKind::Unavailable,
+                "unexpected version conflict",
+            )),
+            StoreError::Corrupt { key, reason } => {
+                HandleError::Corrupt(format!("stored invite {key} cannot be read: {reason}"))
+            }
+            StoreError::Downstream(d) => HandleError::from_downstream(d),
+        }
+    }
+}
+
+/// The result of handling an event that needs no retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handled {
+    /// A short code: `sent`, `redelivered`, `duplicate_request`, `already_registered`...
+    pub outcome: &'static str,
+    pub invite_id: Option<InviteId>,
+    pub status: Option<InviteStatus>,
+}
+
+/// What the event asks, once decoded, in terms the engine understands.
+struct Request<'a> {
+    event_id: Option<&'a str>,
+    event_type: &'static str,
+    email: Option<&'a EmailAddress>,
+    details: Option<&'a InviteDetails>,
+    expires_in_days: Option<u32>,
+    reason: Option<&'a str>,
+}
+
+pub struct InviteService {
+    store: Arc<dyn InviteStore>,
+    directory: Arc<dyn Directory>,
+    mailer: Arc<dyn Mailer>,
+    composer: Arc<dyn Composer>,
+    clock: Arc<dyn Clock>,
+    config: ServiceConfig,
+}
+
+impl InviteService {
+    pub fn new(
+        store: Arc<dyn InviteStore>,
+        directory: Arc<dyn Directory>,
+        mailer: Arc<dyn Mailer>,
+        composer: Arc<dyn Composer>,
+        clock: Arc<dyn Clock>,
+        config: ServiceConfig,
+    ) -> Self {
+        Self {
+            store,
+            directory,
+            mailer,
+            composer,
+            clock,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn InviteStore> {
+        &self.store
+    }
+
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.directory
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Decodes and handles one message body; what the worker calls.
+    pub async fn handle_body(&self, body: &str) -> Disposition {
+        let result = match decode(body) {
+            Ok(event) => self.handle_event(&event).await,
+            Err(e) => Err(HandleError::Invalid(e)),
+        };
+        match result {
+            Ok(h) => Disposition::Ack { outcome: h.outcome },
+            Err(e) => e.disposition(self.clock.now()),
+        }
+    }
+
+    pub fn invite_id_for(&self, target: &InviteRef) -> InviteId {
+        match target {
+            InviteRef::Email(e) => InviteId::for_email(&self.config.user_pool_id, e),
+            InviteRef::Id(id) => *id,
+        }
+    }
+
+    pub async fn handle_event(&self, event: &InboundEvent) -> Result<Handled, HandleError> {
+        let base = Request {
+            event_id: Some(event.id.as_str()),
+            event_type: event.body.type_name(),
+            email: None,
+            details: None,
+            expires_in_days: None,
+            reason: None,
+        };
+        match &event.body {
+            EventBody::InviteRequested(req) => {
+                let profile = self.directory.pool_profile().await?;
+                profile
+                    .check_attributes(&req.details.attributes)
+                    .map_err(HandleError::InvalidAttributes)?;
+                let id = InviteId::for_email(&self.config.user_pool_id, &req.email);
+                let request = Request {
+                    email: Some(&req.email),
+                    details: Some(&req.details),
+                    expires_in_days: req.expires_in_days,
+                    ..base
+                };
+                self.apply(id, Trigger::Requested, &request).await
+            }
+            EventBody::InviteResend {
+                target,
+                expires_in_days,
+            } => {
+                let request = Request {
+                    expires_in_days: *expires_in_days,
+                    ..base
+                };
+                self.apply(self.invite_id_for(target), Trigger::Resend, &request)
+                    .await
+            }
+            EventBody::InviteRevoke { target, reason } => {
+                let request = Request {
+                    reason: reason.as_deref(),
+                    ..base
+                };
+                self.apply(self.invite_id_for(target), Trigger::Revoke, &request)
+                    .await
+            }
+            EventBody::RegistrationCompleted { email, .. } => {
+                let id = InviteId::for_email(&self.config.user_pool_id, email);
+                match self.directory.get_user(email.as_str()).await? {
+                    Some(u) if u.status == UserStatus::Confirmed => {
+                        self.apply(id, Trigger::Accepted, &base).await
+                    }
+                    _ => {
+                        warn!(invite_id = %id, event_id = %event.id, "registration.completed for a user that is not confirmed in Cognito; ignored");
+                        Ok(Handled {
+                            outcome: "registration_not_confirmed",
+                            invite_id: Some(id),
+                            status: None,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies an internal trigger (cleanup, reconcile): no event id, nothing to deduplicate.
+    pub async fn apply_internal(
+        &self,
+        id: InviteId,
+        trigger: Trigger,
+        event_type: &'static str,
+    ) -> Result<Handled, HandleError> {
+        let request = Request {
+            event_id: None,
+            event_type,
+            email: None,
+            details: None,
+            expires_in_days: None,
+            reason: None,
+        };
+        self.apply(id, trigger, &request).await
+    }
+
+    async fn apply(
+        &self,
+        id: InviteId,
+        trigger: Trigger,
+        req: &Request<'_>,
+    ) -> Result<Handled, HandleError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let now = self.clock.now();
+            let current = self.store.load(&id).await?;
+            if let (Some(rec), Some(event_id)) = (&current, req.event_id) {
+                // A pending invite whose work was cut short (a crash between the claim and the
+                // final write) is resumed by the redelivery of the event that opened it.
+                let unfinished = rec.status == InviteStatus::Pending
+                    && matches!(trigger, Trigger::Requested | Trigger::Resend);
+                if rec.has_seen(event_id) && !unfinished {
+                    return Ok(Handled {
+                        outcome: "redelivered",
+                        invite_id: Some(id),
+                        status: Some(rec.status),
+                    });
+                }
+            }
+            if let Some(until) = current
+                .as_ref()
+                .and_then(|r| r.lease_held_by_other(now, &token))
+            {
+                return Err(HandleError::Busy(id, until));
+            }
+            let outcome = decide(current.as_ref().map(|r| r.status), &trigger);
+            let step = match outcome {
+                Outcome::Note { reason } | Outcome::Refused { reason } => {
+                    self.note(current, req, reason, now).await
+                }
+                Outcome::Transition {
+                    to,
+                    new_generation,
+                    effects,
+                } => {
+                    self.work(
+                        id,
+                        current,
+                        req,
+                        &trigger,
+                        to,
+                        new_generation,
+                        &effects,
+                        &token,
+                        now,
+                    )
+                    .await
+                }
+                Outcome::Resume { effects } => {
+                    self.work(
+                        id,
+                        current,
+                        req,
+                        &trigger,
+                        InviteStatus::Sent,
+                        false,
+                        &effects,
+                        &token,
+                        now,
+                    )
+                    .await
+                }
+            };
+            match step {
+                Err(Step::Conflict) => continue,
+                Err(Step::Failed(e)) => return Err(e),
+                Ok(h) => return Ok(h),
+            }
+        }
+        Err(HandleError::Contended(id))
+    }
+
+    /// Records an event that changes nothing.
+    async fn note(
+        &self,
+        current: Option<Invite>,
+        req: &Request<'_>,
+        reason: &'static str,
+        now: OffsetDateTime,
+    ) -> Result<Handled, Step> {
+        let Some(mut rec) = current else {
+            info!(
+                event_id = req.event_id,
+                event_type = req.event_type,
+                outcome = reason,
+                "no invite for this event"
+            );
+            return Ok(Handled {
+                outcome: reason,
+                invite_id: None,
+                status: None,
+            });
+        };
+        if req.event_id.is_some() {
+            rec.push_history(history(
+                now,
+                Some(rec.status),
+                rec.status,
+                req,
+                Some(reason.to_string()),
+                rec.generation,
+            ));
+            bump(&mut rec, now);
+            self.save(&rec).await?;
+        }
+        info!(invite_id = %rec.invite_id, event_id = req.event_id, status = %rec.status, outcome = reason, "event recorded; status unchanged");
+        Ok(Handled {
+            outcome: reason,
+            invite_id: Some(rec.invite_id),
+            status: Some(rec.status),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn work(
+        &self,
+        id: InviteId,
+        current: Option<Invite>,
+        req: &Request<'_>,
+        trigger: &Trigger,
+        to: InviteStatus,
+        new_generation: bool,
+        effects: &[Effect],
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<Handled, Step> {
+        let opening = effects.contains(&Effect::ProvisionUser);
+        let mut rec = match (current, new_generation) {
+            (None, true) => self.new_record(id, req, now)?,
+            (Some(prev), true) => self.reopen(prev, req, now),
+            (Some(rec), false) => rec,
+            (None, false) => {
+                return Err(Step::Failed(HandleError::Corrupt(format!(
+                    "no record for invite {id}"
+                ))))
+            }
+        };
+        if new_generation {
+            let from = if rec.version == 0 {
+                None
+            } else {
+                Some(rec.status)
+            };
+            rec.status = InviteStatus::Pending;
+            rec.push_history(history(
+                now,
+                from,
+                InviteStatus::Pending,
+                req,
+                None,
+                rec.generation,
+            ));
+        }
+        if *trigger == Trigger::Resend && rec.status == InviteStatus::Sent {
+            rec.expires_at = now
+                + days(
+                    req.expires_in_days
+                        .unwrap_or(self.config.default_expiry_days),
+                );
+        }
+        // Claim the record before any side effect.
+        rec.lease = Some(Lease {
+            token: token.to_string(),
+            until: now
+                + time::Duration::try_from(self.config.lease).unwrap_or(time::Duration::minutes(2)),
+        });
+        bump(&mut rec, now);
+        self.save(&rec).await?;
+
+        let from = rec.status;
+        let target = if opening { InviteStatus::Sent } else { to };
+        match self.run_effects(&rec, trigger, target, effects).await {
+            Ok(finish) => self.finish(rec, from, finish, req, now).await,
+            Err(e) => {
+                if let (true, Some(code)) = (opening, rejection(&e)) {
+                    // A permanent failure while opening: the invite ends `failed` (and its unused
+                    // user is removed), and the event goes to the DLQ for an operator.
+                    let _ = self.delete_unused_user(&rec.username).await;
+                    let finish = Finish {
+                        to: InviteStatus::Failed,
+                        reason: Some(code),
+                        invitation_sent: false,
+                        sub: None,
+                    };
+                    self.finish(rec, from, finish, req, self.clock.now())
+                        .await?;
+                } else {
+                    self.release(rec).await;
+                }
+                Err(Step::Failed(e))
+            }
+        }
+    }
+
+    fn new_record(
+        &self,
+        id: InviteId,
+        req: &Request<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Invite, Step> {
+        let (Some(email), Some(details)) = (req.email, req.details) else {
+            return Err(Step::Failed(HandleError::Corrupt(
+                "an invite can only be opened by invite.requested".into(),
+            )));
+        };
+        Ok(Invite {
+            invite_id: id,
+            user_pool_id: self.config.user_pool_id.clone(),
+            email: email.clone(),
+            username: email.as_str().to_string(),
+            status: InviteStatus::Pending,
+            reason: None,
+            generation: 1,
+            opened_by_event: req.event_id.unwrap_or_default().to_string(),
+            created_at: now,
+            updated_at: now,
+            expires_at: now
+                + days(
+                    req.expires_in_days
+                        .unwrap_or(self.config.default_expiry_days),
+                ),
+            sent_at: None,
+            accepted_at: None,
+            send_count: 0,
+            user_sub: None,
+            details: details.clone(),
+            history: vec![],
+            version: 0,
+            lease: None,
+            outbox: vec![],
+            reminded_generation: None,
+        })
+    }
+
+    fn reopen(&self, mut rec: Invite, req: &Request<'_>, now: OffsetDateTime) -> Invite {
+        rec.generation += 1;
+        rec.opened_by_event = req.event_id.unwrap_or_default().to_string();
+        rec.reason = None;
+        rec.sent_at = None;
+        rec.accepted_at = None;
+        rec.send_count = 0;
+        rec.user_sub = None;
+        rec.expires_at = now
+            + days(
+                req.expires_in_days
+                    .unwrap_or(self.config.default_expiry_days),
+            );
+        if let Some(details) = req.details {
+            rec.details = details.clone();
+        }
+        rec
+    }
+
+    async fn run_effects(
+        &self,
+        rec: &Invite,
+        trigger: &Trigger,
+        target: InviteStatus,
+        effects: &[Effect],
+    ) -> Result<Finish, HandleError> {
+        let mut finish = Finish {
+            to: target,
+            reason: None,
+            invitation_sent: false,
+            sub: None,
+        };
+        if let Trigger::Revoke = trigger {
+            finish.reason = None;
+        }
+        let mut password: Option<TemporaryPassword> = None;
+        for effect in effects {
+            match effect {
+                Effect::ProvisionUser => match self.provision(rec).await? {
+                    Provisioned::Ready { password: p, sub } => {
+                        password = Some(p);
+                        finish.sub = sub;
+                    }
+                    Provisioned::AlreadyRegistered => {
+                        return Ok(Finish {
+                            to: InviteStatus::Failed,
+                            reason: Some("already_registered".into()),
+                            invitation_sent: false,
+                            sub: None,
+                        });
+                    }
+                },
+                Effect::RotatePassword => match self.rotate(rec).await? {
+                    Some(p) => password = Some(p),
+                    None => {
+                        return Ok(Finish {
+                            to: InviteStatus::Accepted,
+                            reason: Some("found_confirmed".into()),
+                            invitation_sent: false,
+                            sub: None,
+                        })
+                    }
+                },
+                Effect::SendInvitation => {
+                    let pw = password
+                        .as_ref()
+                        .ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
+                    self.send(MailKind::Invitation, rec, Some(pw)).await?;
+                    finish.invitation_sent = true;
+                }
+                Effect::DeleteUnusedUser => {
+                    if !self.delete_unused_user(&rec.username).await?
+                        && *trigger == Trigger::ExpiryReached
+                    {
+                        // A confirmed user is never deleted: the person accepted after all.
+                        return Ok(Finish {
+                            to: InviteStatus::Accepted,
+                            reason: Some("found_confirmed".into()),
+                            invitation_sent: false,
+                            sub: None,
+                        });
+                    }
+                }
+                Effect::AddToGroups => {
+                    for group in &rec.details.groups {
+                        self.directory
+                            .add_user_to_group(&rec.username, group)
+                            .await?;
+                    }
+                }
+                Effect::SendWelcome => {
+                    self.send(MailKind::Welcome, rec, None).await?;
+                }
+            }
+        }
+        Ok(finish)
+    }
+
+    /// Creates the user with a fresh temporary password, or gives an existing never-used user a
+    /// fresh one. A confirmed user is never touched.
+    async fn provision(&self, rec: &Invite) -> Result<Provisioned, HandleError> {
+        let profile = self.directory.pool_profile().await?;
+        let password = generate(&profile.password_policy);
+        let user = NewUser {
+            username: &rec.username,
+            email: &rec.email,
+            attributes: &rec.details.attributes,
+            temporary_password: &password,
+        };
+        match self.directory.create_user(&user).await? {
+            CreateOutcome::Created { sub } => Ok(Provisioned::Ready { password, sub }),
+            CreateOutcome::AlreadyExists => match self.directory.get_user(&rec.username).await? {
+                Some(u) if u.status == UserStatus::ForceChangePassword => {
+                    self.directory
+                        .set_temporary_password(&rec.username, &password)
+                        .await?;
+                    Ok(Provisioned::Ready {
+                        password,
+                        sub: u.sub,
+                    })
+                }
+                Some(_) => Ok(Provisioned::AlreadyRegistered),
+                None => Err(HandleError::Transient(DownstreamError::new(
+                    crate::error::Service::Cognito,
+                    "AdminGetUser",
+                    crate::error::ErrorKind::Unavailable,
+                    "user reported as existing, then not found; will retry",
+                ))),
+            },
+        }
+    }
+
+    /// A fresh temporary password for an existing never-used user (re-creating a missing one);
+    /// `None` when the user already completed registration.
+    async fn rotate(&self, rec: &Invite) -> Result<Option<TemporaryPassword>, HandleError> {
+        match self.directory.get_user(&rec.username).await? {
+            Some(u) if u.status == UserStatus::Confirmed => Ok(None),
+            _ => match self.provision(rec).await? {
+                Provisioned::Ready { password, .. } => Ok(Some(password)),
+                Provisioned::AlreadyRegistered => Ok(None),
+            },
+        }
+    }
+
+    /// Deletes the user if it never completed registration; `Ok(false)` if it is kept.
+    async fn delete_unused_user(&self, username: &str) -> Result<bool, HandleError> {
+        match self.directory.get_user(username).await? {
+            None => Ok(true),
+            Some(u) if u.status == UserStatus::ForceChangePassword => {
+                self.directory.delete_user(username).await?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+        }
+    }
+
+    async fn send(
+        &self,
+        kind: MailKind,
+        rec: &Invite,
+        password: Option<&TemporaryPassword>,
+    ) -> Result<(), HandleError> {
+        let mail = self
+            .composer
+            .compose(kind, rec, password, self.clock.now())
+            .map_err(|m| HandleError::Rejected {
+                code: "template_error".into(),
+                message: m,
+            })?;
+        let message_id = self.mailer.send(&mail).await?;
+        info!(invite_id = %rec.invite_id, kind = kind.as_str(), message_id = %message_id, "email sent");
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        mut rec: Invite,
+        from: InviteStatus,
+        finish: Finish,
+        req: &Request<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Handled, Step> {
+        let reason = finish
+            .reason
+            .clone()
+            .or_else(|| req.reason.map(str::to_string));
+        rec.status = finish.to;
+        rec.reason = if finish.to.is_open() {
+            None
+        } else {
+            reason.clone()
+        };
+        rec.lease = None;
+        if finish.invitation_sent {
+            rec.send_count += 1;
+            rec.sent_at = Some(now);
+        }
+        if finish.sub.is_some() {
+            rec.user_sub = finish.sub;
+        }
+        if finish.to == InviteStatus::Accepted {
+            rec.accepted_at = Some(now);
+        }
+        rec.push_history(history(
+            now,
+            Some(from),
+            finish.to,
+            req,
+            reason,
+            rec.generation,
+        ));
+        bump(&mut rec, now);
+        self.save(&rec).await.map_err(|s| match s {
+            Step::Conflict => Step::Failed(HandleError::Contended(rec.invite_id)),
+            other => other,
+        })?;
+        let outcome = if from == InviteStatus::Sent && finish.to == InviteStatus::Sent {
+            "resent"
+        } else {
+            finish.to.as_str()
+        };
+        info!(invite_id = %rec.invite_id, event_id = req.event_id, from = %from, to = %finish.to, generation = rec.generation, "invite transition");
+        Ok(Handled {
+            outcome,
+            invite_id: Some(rec.invite_id),
+            status: Some(finish.to),
+        })
+    }
+
+    /// Gives up the lease after a transient failure so the retry need not wait for it to expire.
+    async fn release(&self, mut rec: Invite) {
+        rec.lease = None;
+        bump(&mut rec, self.clock.now());
+        if let Err(e) = self.store.save(&rec).await {
+            warn!(invite_id = %rec.invite_id, error = %e, "could not release the lease; it expires by itself");
+        }
+    }
+
+    async fn save(&self, rec: &Invite) -> Result<(), Step> {
+        match self.store.save(rec).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict) => Err(Step::Conflict),
+            Err(e) => Err(Step::Failed(e.into())),
+        }
+    }
+}
+
+enum Step {
+    Conflict,
+    Failed(HandleError),
+}
+
+impl From<HandleError> for Step {
+    fn from(e: HandleError) -> Self {
+        Step::Failed(e)
+    }
+}
+
+enum Provisioned {
+    Ready {
+        password: TemporaryPassword,
+        sub: Option<String>,
+    },
+    AlreadyRegistered,
+}
+
+struct Finish {
+    to: InviteStatus,
+    reason: Option<String>,
+    invitation_sent: bool,
+    sub: Option<String>,
+}
+
+fn rejection(e: &HandleError) -> Option<String> {
+    match e {
+        HandleError::Rejected { code, .. } => Some(code.clone()),
+        _ => None,
+    }
+}
+
+fn days(n: u32) -> time::Duration {
+    time::Duration::days(i64::from(n))
+}
+
+fn bump(rec: &mut Invite, now: OffsetDateTime) {
+    rec.version += 1;
+    rec.updated_at = now;
+}
+
+fn history(
+    now: OffsetDateTime,
+    from: Option<InviteStatus>,
+    to: InviteStatus,
+    req: &Request<'_>,
+    reason: Option<String>,
+    generation: u32,
+) -> HistoryEntry {
+    HistoryEntry {
+        at: now,
+        from,
+        to,
+        event_id: req.event_id.map(str::to_string),
+        event_type: req.event_type.to_string(),
+        reason,
+        generation,
+    }
+}

@@ -1,3 +1,6 @@
 //! Application services: what happens to each event.
 
+pub mod compose;
 pub mod handler;
+#[cfg(test)]
+mod handler_tests;

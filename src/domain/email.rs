@@ -34,7 +34,9 @@ impl EmailAddress {
             return Err(format!("is longer than {MAX_EMAIL_LEN} characters"));
         }
         if !input.is_ascii() {
-            return Err("must be ASCII (write an internationalised domain in its xn-- form)".into());
+            return Err(
+                "must be ASCII (write an internationalised domain in its xn-- form)".into(),
+            );
         }
         let (local, domain) = match input.rsplit_once('@') {
             Some(parts) => parts,
@@ -44,7 +46,9 @@ impl EmailAddress {
             return Err("has an empty local part".into());
         }
         if local.len() > MAX_LOCAL_LEN {
-            return Err(format!("has a local part longer than {MAX_LOCAL_LEN} characters"));
+            return Err(format!(
+                "has a local part longer than {MAX_LOCAL_LEN} characters"
+            ));
         }
         if local.contains('"') || local.contains('@') {
             return Err("has a quoted or unusual local part, which is not accepted".into());
@@ -54,13 +58,19 @@ impl EmailAddress {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(*c)))
         {
-            return Err(format!("has a character not allowed in the local part: {c:?}"));
+            return Err(format!(
+                "has a character not allowed in the local part: {c:?}"
+            ));
         }
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
             return Err("has a misplaced dot in the local part".into());
         }
         validate_domain(domain)?;
-        Ok(Self(format!("{}@{}", local.to_ascii_lowercase(), domain.to_ascii_lowercase())))
+        Ok(Self(format!(
+            "{}@{}",
+            local.to_ascii_lowercase(),
+            domain.to_ascii_lowercase()
+        )))
     }
 
     pub fn as_str(&self) -> &str {
@@ -152,9 +162,16 @@ mod tests {
             ("jane.doe@example.com", "jane.doe@example.com"),
             ("Jane.Doe@Example.COM", "jane.doe@example.com"),
             ("a+tag@sub.example.co.uk", "a+tag@sub.example.co.uk"),
-            ("o'brien@xn--bcher-kva.example", "o'brien@xn--bcher-kva.example"),
+            (
+                "o'brien@xn--bcher-kva.example",
+                "o'brien@xn--bcher-kva.example",
+            ),
         ] {
-            assert_eq!(EmailAddress::parse(input).unwrap().as_str(), want, "{input}");
+            assert_eq!(
+                EmailAddress::parse(input).unwrap().as_str(),
+                want,
+                "{input}"
+            );
         }
     }
 

@@ -39,7 +39,10 @@ pub struct DecodeError {
 
 impl DecodeError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -60,9 +63,18 @@ pub struct InviteRequest {
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventBody {
     InviteRequested(InviteRequest),
-    InviteResend { target: InviteRef, expires_in_days: Option<u32> },
-    InviteRevoke { target: InviteRef, reason: Option<String> },
-    RegistrationCompleted { email: EmailAddress, sub: Option<String> },
+    InviteResend {
+        target: InviteRef,
+        expires_in_days: Option<u32>,
+    },
+    InviteRevoke {
+        target: InviteRef,
+        reason: Option<String>,
+    },
+    RegistrationCompleted {
+        email: EmailAddress,
+        sub: Option<String>,
+    },
 }
 
 impl EventBody {
@@ -93,36 +105,52 @@ impl fmt::Debug for InboundEvent {
     }
 }
 
-pub const EVENT_TYPES: [&str; 4] =
-    ["invite.requested", "invite.resend", "invite.revoke", "registration.completed"];
+pub const EVENT_TYPES: [&str; 4] = [
+    "invite.requested",
+    "invite.resend",
+    "invite.revoke",
+    "registration.completed",
+];
 
 /// Decodes a message body. Never panics; every failure names a field.
 pub fn decode(body: &str) -> Result<InboundEvent, DecodeError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(DecodeError::new("body", format!("is {} bytes; the limit is {MAX_BODY_BYTES}", body.len())));
+        return Err(DecodeError::new(
+            "body",
+            format!("is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()),
+        ));
     }
     let value: Value = serde_json::from_str(body)
         .map_err(|e| DecodeError::new("body", format!("is not valid JSON ({e})")))?;
     let mut top = Fields::object(value, "")?;
     let version = top.required("version", |v, f| as_u64(v, f))?;
     if version != CONTRACT_VERSION {
-        return Err(DecodeError::new("version", format!("is {version}; this worker understands version {CONTRACT_VERSION}")));
+        return Err(DecodeError::new(
+            "version",
+            format!("is {version}; this worker understands version {CONTRACT_VERSION}"),
+        ));
     }
     let kind = top.required("type", |v, f| as_string(v, f))?;
     if !EVENT_TYPES.contains(&kind.as_str()) {
-        return Err(DecodeError::new("type", format!("{kind:?} is not one of {}", EVENT_TYPES.join(", "))));
+        return Err(DecodeError::new(
+            "type",
+            format!("{kind:?} is not one of {}", EVENT_TYPES.join(", ")),
+        ));
     }
     let id = top.required("id", |v, f| event_id(v, f))?;
     let occurred_at = top.optional("occurred_at", |v, f| {
         let s = as_string(v, f)?;
-        OffsetDateTime::parse(&s, &Rfc3339).map_err(|_| DecodeError::new(f, "is not an RFC 3339 timestamp"))
+        OffsetDateTime::parse(&s, &Rfc3339)
+            .map_err(|_| DecodeError::new(f, "is not an RFC 3339 timestamp"))
     })?;
     let source = top.optional("source", |v, f| text(v, f, 128))?;
     let data = top.required("data", |v, _| Ok(v))?;
     top.finish()?;
     let mut data = Fields::object(data, "data")?;
     let body = match kind.as_str() {
-        "invite.requested" => EventBody::InviteRequested(invite_request(&mut data, source.clone())?),
+        "invite.requested" => {
+            EventBody::InviteRequested(invite_request(&mut data, source.clone())?)
+        }
         "invite.resend" => EventBody::InviteResend {
             target: invite_ref(&mut data)?,
             expires_in_days: data.optional("expires_in_days", expires_in_days)?,
@@ -138,7 +166,12 @@ pub fn decode(body: &str) -> Result<InboundEvent, DecodeError> {
         _ => unreachable!("checked against EVENT_TYPES"),
     };
     data.finish()?;
-    Ok(InboundEvent { id, occurred_at, source, body })
+    Ok(InboundEvent {
+        id,
+        occurred_at,
+        source,
+        body,
+    })
 }
 
 fn invite_request(data: &mut Fields, source: Option<String>) -> Result<InviteRequest, DecodeError> {
@@ -154,7 +187,16 @@ fn invite_request(data: &mut Fields, source: Option<String>) -> Result<InviteReq
     Ok(InviteRequest {
         email,
         expires_in_days,
-        details: InviteDetails { attributes, groups, locale, invited_by, external_id, redirect_url, metadata, source },
+        details: InviteDetails {
+            attributes,
+            groups,
+            locale,
+            invited_by,
+            external_id,
+            redirect_url,
+            metadata,
+            source,
+        },
     })
 }
 
@@ -167,8 +209,14 @@ fn invite_ref(data: &mut Fields) -> Result<InviteRef, DecodeError> {
     match (email, id) {
         (Some(e), None) => Ok(InviteRef::Email(e)),
         (None, Some(i)) => Ok(InviteRef::Id(i)),
-        (None, None) => Err(DecodeError::new("data.email", "is required (or data.invite_id)")),
-        (Some(_), Some(_)) => Err(DecodeError::new("data.invite_id", "give either data.email or data.invite_id, not both")),
+        (None, None) => Err(DecodeError::new(
+            "data.email",
+            "is required (or data.invite_id)",
+        )),
+        (Some(_), Some(_)) => Err(DecodeError::new(
+            "data.invite_id",
+            "give either data.email or data.invite_id, not both",
+        )),
     }
 }
 
@@ -181,7 +229,10 @@ struct Fields {
 impl Fields {
     fn object(value: Value, path: &str) -> Result<Self, DecodeError> {
         match value {
-            Value::Object(map) => Ok(Self { map, prefix: path.to_string() }),
+            Value::Object(map) => Ok(Self {
+                map,
+                prefix: path.to_string(),
+            }),
             other => Err(DecodeError::new(
                 if path.is_empty() { "body" } else { path },
                 format!("must be a JSON object, not {}", type_name(&other)),
@@ -190,10 +241,18 @@ impl Fields {
     }
 
     fn path(&self, key: &str) -> String {
-        if self.prefix.is_empty() { key.to_string() } else { format!("{}.{key}", self.prefix) }
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
     }
 
-    fn required<T>(&mut self, key: &str, f: impl FnOnce(Value, &str) -> Result<T, DecodeError>) -> Result<T, DecodeError> {
+    fn required<T>(
+        &mut self,
+        key: &str,
+        f: impl FnOnce(Value, &str) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
         let path = self.path(key);
         match self.map.remove(key) {
             None | Some(Value::Null) => Err(DecodeError::new(path, "is required")),
@@ -201,7 +260,11 @@ impl Fields {
         }
     }
 
-    fn optional<T>(&mut self, key: &str, f: impl FnOnce(Value, &str) -> Result<T, DecodeError>) -> Result<Option<T>, DecodeError> {
+    fn optional<T>(
+        &mut self,
+        key: &str,
+        f: impl FnOnce(Value, &str) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
         let path = self.path(key);
         match self.map.remove(key) {
             None | Some(Value::Null) => Ok(None),
@@ -212,13 +275,20 @@ impl Fields {
     fn finish(self) -> Result<(), DecodeError> {
         match self.map.keys().next() {
             None => Ok(()),
-            Some(k) => Err(DecodeError::new(self.path(&printable(k)), "is not a field of this contract")),
+            Some(k) => Err(DecodeError::new(
+                self.path(&printable(k)),
+                "is not a field of this contract",
+            )),
         }
     }
 }
 
 fn printable(s: &str) -> String {
-    let cleaned: String = s.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect();
+    let cleaned: String = s
+        .chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     cleaned
 }
 
@@ -236,14 +306,22 @@ fn type_name(v: &Value) -> &'static str {
 fn as_string(v: Value, field: &str) -> Result<String, DecodeError> {
     match v {
         Value::String(s) => Ok(s),
-        other => Err(DecodeError::new(field, format!("must be a string, not {}", type_name(&other)))),
+        other => Err(DecodeError::new(
+            field,
+            format!("must be a string, not {}", type_name(&other)),
+        )),
     }
 }
 
 fn as_u64(v: Value, field: &str) -> Result<u64, DecodeError> {
     match &v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| DecodeError::new(field, "must be a whole number")),
-        other => Err(DecodeError::new(field, format!("must be a number, not {}", type_name(other)))),
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| DecodeError::new(field, "must be a whole number")),
+        other => Err(DecodeError::new(
+            field,
+            format!("must be a number, not {}", type_name(other)),
+        )),
     }
 }
 
@@ -261,8 +339,14 @@ fn event_id(v: Value, field: &str) -> Result<String, DecodeError> {
     if s.is_empty() || s.len() > 128 {
         return Err(DecodeError::new(field, "must be 1 to 128 characters"));
     }
-    if !s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
-        return Err(DecodeError::new(field, "may contain only letters, digits, '-', '_', '.' and ':'"));
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        return Err(DecodeError::new(
+            field,
+            "may contain only letters, digits, '-', '_', '.' and ':'",
+        ));
     }
     Ok(s)
 }
@@ -275,28 +359,51 @@ fn email(v: Value, field: &str) -> Result<EmailAddress, DecodeError> {
 fn expires_in_days(v: Value, field: &str) -> Result<u32, DecodeError> {
     let n = as_u64(v, field)?;
     if n == 0 || n > MAX_EXPIRES_IN_DAYS {
-        return Err(DecodeError::new(field, format!("must be between 1 and {MAX_EXPIRES_IN_DAYS}")));
+        return Err(DecodeError::new(
+            field,
+            format!("must be between 1 and {MAX_EXPIRES_IN_DAYS}"),
+        ));
     }
     Ok(n as u32)
 }
 
 fn attributes(v: Value, field: &str) -> Result<BTreeMap<String, String>, DecodeError> {
     let Value::Object(map) = v else {
-        return Err(DecodeError::new(field, format!("must be an object, not {}", type_name(&v))));
+        return Err(DecodeError::new(
+            field,
+            format!("must be an object, not {}", type_name(&v)),
+        ));
     };
     if map.len() > MAX_ATTRIBUTES {
-        return Err(DecodeError::new(field, format!("has {} attributes; the limit is {MAX_ATTRIBUTES}", map.len())));
+        return Err(DecodeError::new(
+            field,
+            format!(
+                "has {} attributes; the limit is {MAX_ATTRIBUTES}",
+                map.len()
+            ),
+        ));
     }
     let mut out = BTreeMap::new();
     for (name, value) in map {
         let path = format!("{field}.{}", printable(&name));
         check_attribute_name(&name).map_err(|r| DecodeError::new(&path, r))?;
         if RESERVED_ATTRIBUTES.contains(&name.as_str()) {
-            return Err(DecodeError::new(&path, "is set by invite-worker itself; put the address in data.email"));
+            return Err(DecodeError::new(
+                &path,
+                "is set by invite-worker itself; put the address in data.email",
+            ));
         }
         let value = match value {
             Value::String(s) => s,
-            other => return Err(DecodeError::new(&path, format!("must be a string, not {} (Cognito attribute values are strings)", type_name(&other)))),
+            other => {
+                return Err(DecodeError::new(
+                    &path,
+                    format!(
+                        "must be a string, not {} (Cognito attribute values are strings)",
+                        type_name(&other)
+                    ),
+                ))
+            }
         };
         check_text(&value, MAX_ATTRIBUTE_VALUE_CHARS).map_err(|r| DecodeError::new(&path, r))?;
         out.insert(name, value);
@@ -310,30 +417,50 @@ fn check_attribute_name(name: &str) -> Result<(), String> {
         return Err("is an empty attribute name".into());
     }
     if name.chars().count() > MAX_ATTRIBUTE_NAME_CHARS {
-        return Err(format!("is longer than Cognito's {MAX_ATTRIBUTE_NAME_CHARS}-character attribute name limit"));
+        return Err(format!(
+            "is longer than Cognito's {MAX_ATTRIBUTE_NAME_CHARS}-character attribute name limit"
+        ));
     }
-    if !bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ':') {
-        return Err("has a character not allowed in an attribute name (letters, digits, '_', '-', ':')".into());
+    if !bare
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ':')
+    {
+        return Err(
+            "has a character not allowed in an attribute name (letters, digits, '_', '-', ':')"
+                .into(),
+        );
     }
     Ok(())
 }
 
 fn groups(v: Value, field: &str) -> Result<Vec<String>, DecodeError> {
     let Value::Array(items) = v else {
-        return Err(DecodeError::new(field, format!("must be an array, not {}", type_name(&v))));
+        return Err(DecodeError::new(
+            field,
+            format!("must be an array, not {}", type_name(&v)),
+        ));
     };
     if items.len() > MAX_GROUPS {
-        return Err(DecodeError::new(field, format!("has {} groups; the limit is {MAX_GROUPS}", items.len())));
+        return Err(DecodeError::new(
+            field,
+            format!("has {} groups; the limit is {MAX_GROUPS}", items.len()),
+        ));
     }
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let path = format!("{field}[{i}]");
         let name = text(item, &path, MAX_GROUP_NAME_CHARS)?;
         if name.chars().any(char::is_whitespace) {
-            return Err(DecodeError::new(path, "contains white space, which Cognito group names do not allow"));
+            return Err(DecodeError::new(
+                path,
+                "contains white space, which Cognito group names do not allow",
+            ));
         }
         if out.contains(&name) {
-            return Err(DecodeError::new(path, format!("repeats the group {name:?}")));
+            return Err(DecodeError::new(
+                path,
+                format!("repeats the group {name:?}"),
+            ));
         }
         out.push(name);
     }
@@ -345,9 +472,13 @@ fn locale(v: Value, field: &str) -> Result<String, DecodeError> {
     let mut parts = s.split(['-', '_']);
     let lang = parts.next().unwrap_or_default();
     let ok_lang = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_alphabetic());
-    let ok_rest = parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    let ok_rest =
+        parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
     if !ok_lang || !ok_rest || s.len() > 35 {
-        return Err(DecodeError::new(field, "is not a language tag such as \"en\" or \"pt-BR\""));
+        return Err(DecodeError::new(
+            field,
+            "is not a language tag such as \"en\" or \"pt-BR\"",
+        ));
     }
     Ok(s.replace('_', "-"))
 }
@@ -355,7 +486,8 @@ fn locale(v: Value, field: &str) -> Result<String, DecodeError> {
 fn redirect_url(v: Value, field: &str) -> Result<String, DecodeError> {
     let s = as_string(v, field)?;
     check_text(&s, MAX_URL_CHARS).map_err(|r| DecodeError::new(field, r))?;
-    let url = url::Url::parse(&s).map_err(|e| DecodeError::new(field, format!("is not a URL ({e})")))?;
+    let url =
+        url::Url::parse(&s).map_err(|e| DecodeError::new(field, format!("is not a URL ({e})")))?;
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err(DecodeError::new(field, "must be an https (or http) URL"));
     }
@@ -370,11 +502,19 @@ fn redirect_url(v: Value, field: &str) -> Result<String, DecodeError> {
 
 fn metadata(v: Value, field: &str) -> Result<Map<String, Value>, DecodeError> {
     let Value::Object(map) = v else {
-        return Err(DecodeError::new(field, format!("must be an object, not {}", type_name(&v))));
+        return Err(DecodeError::new(
+            field,
+            format!("must be an object, not {}", type_name(&v)),
+        ));
     };
-    let size = serde_json::to_vec(&map).map(|b| b.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&map)
+        .map(|b| b.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {
-        return Err(DecodeError::new(field, format!("is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")));
+        return Err(DecodeError::new(
+            field,
+            format!("is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}"),
+        ));
     }
     Ok(map)
 }

@@ -29,7 +29,9 @@ impl InviteId {
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        Uuid::parse_str(s).map(Self).map_err(|_| "is not a UUID".to_string())
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| "is not a UUID".to_string())
     }
 }
 
@@ -191,7 +193,10 @@ impl Invite {
     /// Whether `event_id` already left a mark on this record (a redelivery).
     pub fn has_seen(&self, event_id: &str) -> bool {
         self.opened_by_event == event_id
-            || self.history.iter().any(|h| h.event_id.as_deref() == Some(event_id))
+            || self
+                .history
+                .iter()
+                .any(|h| h.event_id.as_deref() == Some(event_id))
     }
 
     pub fn push_history(&mut self, entry: HistoryEntry) {

@@ -93,7 +93,10 @@ pub fn generate(policy: &PasswordPolicy) -> TemporaryPassword {
         (DIGITS, policy.require_numbers),
         (SYMBOLS, policy.require_symbols),
     ];
-    let all: Vec<u8> = classes.iter().flat_map(|(c, _)| c.iter().copied()).collect();
+    let all: Vec<u8> = classes
+        .iter()
+        .flat_map(|(c, _)| c.iter().copied())
+        .collect();
     let mut out: Vec<u8> = Vec::with_capacity(len);
     for (class, required) in classes {
         if required {
@@ -158,7 +161,11 @@ mod tests {
             let policy = &all[i % all.len()];
             let pw = generate(policy);
             let s = pw.expose();
-            assert!(satisfies(policy, s).is_ok(), "{policy:?}: {:?}", satisfies(policy, s));
+            assert!(
+                satisfies(policy, s).is_ok(),
+                "{policy:?}: {:?}",
+                satisfies(policy, s)
+            );
             assert_eq!(s.len(), generated_length(policy));
             assert!(s.bytes().all(|b| UPPER.contains(&b)
                 || LOWER.contains(&b)

@@ -44,25 +44,42 @@ const SET_BY_WORKER: [&str; 2] = ["email", "email_verified"];
 impl PoolProfile {
     /// Checks an invite's attributes against the pool's schema. Errors name the field as
     /// `data.attributes.<name>`.
-    pub fn check_attributes(&self, attributes: &BTreeMap<String, String>) -> Result<(), DecodeError> {
+    pub fn check_attributes(
+        &self,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), DecodeError> {
         for (name, value) in attributes {
             let field = format!("data.attributes.{name}");
             let Some(spec) = self.attributes.get(name) else {
-                let hint = if !name.starts_with("custom:") && self.attributes.contains_key(&format!("custom:{name}")) {
+                let hint = if !name.starts_with("custom:")
+                    && self.attributes.contains_key(&format!("custom:{name}"))
+                {
                     format!("; did you mean custom:{name}?")
                 } else {
                     String::new()
                 };
-                return Err(DecodeError::new(field, format!("is not in the user pool's schema{hint}")));
+                return Err(DecodeError::new(
+                    field,
+                    format!("is not in the user pool's schema{hint}"),
+                ));
             };
             if spec.developer_only {
-                return Err(DecodeError::new(field, "is a developer-only attribute and cannot be set by an invite"));
+                return Err(DecodeError::new(
+                    field,
+                    "is a developer-only attribute and cannot be set by an invite",
+                ));
             }
             check_value(spec, value).map_err(|r| DecodeError::new(&field, r))?;
         }
         for spec in self.attributes.values() {
-            if spec.required && !SET_BY_WORKER.contains(&spec.name.as_str()) && !attributes.contains_key(&spec.name) {
-                return Err(DecodeError::new(format!("data.attributes.{}", spec.name), "is required by the user pool"));
+            if spec.required
+                && !SET_BY_WORKER.contains(&spec.name.as_str())
+                && !attributes.contains_key(&spec.name)
+            {
+                return Err(DecodeError::new(
+                    format!("data.attributes.{}", spec.name),
+                    "is required by the user pool",
+                ));
             }
         }
         Ok(())
@@ -75,18 +92,27 @@ fn check_value(spec: &AttributeSpec, value: &str) -> Result<(), String> {
             let n = value.chars().count();
             if let Some(min) = spec.min_length {
                 if n < min {
-                    return Err(format!("is {n} characters long; the pool requires at least {min}"));
+                    return Err(format!(
+                        "is {n} characters long; the pool requires at least {min}"
+                    ));
                 }
             }
             let max = spec.max_length.unwrap_or(2048);
             if n > max {
-                return Err(format!("is {n} characters long; the pool allows at most {max}"));
+                return Err(format!(
+                    "is {n} characters long; the pool allows at most {max}"
+                ));
             }
         }
         AttributeKind::Number => {
-            let v: i64 = value.parse().map_err(|_| "must be a whole number".to_string())?;
+            let v: i64 = value
+                .parse()
+                .map_err(|_| "must be a whole number".to_string())?;
             if spec.min_value.is_some_and(|m| v < m) || spec.max_value.is_some_and(|m| v > m) {
-                return Err(format!("is outside the pool's range {:?}..={:?}", spec.min_value, spec.max_value));
+                return Err(format!(
+                    "is outside the pool's range {:?}..={:?}",
+                    spec.min_value, spec.max_value
+                ));
             }
         }
         AttributeKind::Boolean => {
@@ -130,42 +156,91 @@ pub(crate) mod tests {
             spec("family_name", true, true),
             spec("given_name", false, true),
             spec("name", false, true),
-            AttributeSpec { max_length: Some(256), ..spec("custom:test_attribute1", false, true) },
-            AttributeSpec { developer_only: true, ..spec("dev:custom:secret", false, true) },
-            AttributeSpec { kind: AttributeKind::Number, min_value: Some(0), max_value: Some(10), ..spec("custom:level", false, true) },
+            AttributeSpec {
+                max_length: Some(256),
+                ..spec("custom:test_attribute1", false, true)
+            },
+            AttributeSpec {
+                developer_only: true,
+                ..spec("dev:custom:secret", false, true)
+            },
+            AttributeSpec {
+                kind: AttributeKind::Number,
+                min_value: Some(0),
+                max_value: Some(10),
+                ..spec("custom:level", false, true)
+            },
         ] {
             attributes.insert(s.name.clone(), s);
         }
-        PoolProfile { user_pool_id: "us-east-1_test".into(), attributes, password_policy: PasswordPolicy::default() }
+        PoolProfile {
+            user_pool_id: "us-east-1_test".into(),
+            attributes,
+            password_policy: PasswordPolicy::default(),
+        }
     }
 
     fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn accepts_schema_attributes() {
         let pool = reference_pool();
-        assert!(pool.check_attributes(&attrs(&[("family_name", "Doe"), ("custom:test_attribute1", "blue")])).is_ok());
+        assert!(pool
+            .check_attributes(&attrs(&[
+                ("family_name", "Doe"),
+                ("custom:test_attribute1", "blue")
+            ]))
+            .is_ok());
     }
 
     #[test]
     fn names_the_attribute_in_each_rejection() {
         let pool = reference_pool();
         let cases: Vec<(BTreeMap<String, String>, &str)> = vec![
-            (attrs(&[("given_name", "Jane")]), "data.attributes.family_name"),
-            (attrs(&[("family_name", "Doe"), ("nickname", "J")]), "data.attributes.nickname"),
-            (attrs(&[("family_name", "Doe"), ("test_attribute1", "x")]), "data.attributes.test_attribute1"),
-            (attrs(&[("family_name", "Doe"), ("custom:test_attribute1", &"x".repeat(257))]), "data.attributes.custom:test_attribute1"),
-            (attrs(&[("family_name", "Doe"), ("custom:level", "eleven")]), "data.attributes.custom:level"),
-            (attrs(&[("family_name", "Doe"), ("custom:level", "11")]), "data.attributes.custom:level"),
-            (attrs(&[("family_name", "Doe"), ("dev:custom:secret", "x")]), "data.attributes.dev:custom:secret"),
+            (
+                attrs(&[("given_name", "Jane")]),
+                "data.attributes.family_name",
+            ),
+            (
+                attrs(&[("family_name", "Doe"), ("nickname", "J")]),
+                "data.attributes.nickname",
+            ),
+            (
+                attrs(&[("family_name", "Doe"), ("test_attribute1", "x")]),
+                "data.attributes.test_attribute1",
+            ),
+            (
+                attrs(&[
+                    ("family_name", "Doe"),
+                    ("custom:test_attribute1", &"x".repeat(257)),
+                ]),
+                "data.attributes.custom:test_attribute1",
+            ),
+            (
+                attrs(&[("family_name", "Doe"), ("custom:level", "eleven")]),
+                "data.attributes.custom:level",
+            ),
+            (
+                attrs(&[("family_name", "Doe"), ("custom:level", "11")]),
+                "data.attributes.custom:level",
+            ),
+            (
+                attrs(&[("family_name", "Doe"), ("dev:custom:secret", "x")]),
+                "data.attributes.dev:custom:secret",
+            ),
         ];
         for (a, field) in cases {
             let err = pool.check_attributes(&a).unwrap_err();
             assert_eq!(err.field, field, "{err}");
         }
-        let err = pool.check_attributes(&attrs(&[("family_name", "Doe"), ("test_attribute1", "x")])).unwrap_err();
+        let err = pool
+            .check_attributes(&attrs(&[("family_name", "Doe"), ("test_attribute1", "x")]))
+            .unwrap_err();
         assert!(err.reason.contains("custom:test_attribute1"), "{err}");
     }
 }

@@ -74,7 +74,11 @@ pub enum Effect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Move to `to`. `new_generation` re-opens a closed record (or opens the first one).
-    Transition { to: InviteStatus, new_generation: bool, effects: Vec<Effect> },
+    Transition {
+        to: InviteStatus,
+        new_generation: bool,
+        effects: Vec<Effect>,
+    },
     /// Stay in `pending` and (re)run the work; the transition to `sent` follows the effects.
     Resume { effects: Vec<Effect> },
     /// Nothing changes; record the event with this reason code.
@@ -94,53 +98,88 @@ fn open_work() -> Vec<Effect> {
 pub fn decide(current: Option<InviteStatus>, trigger: &Trigger) -> Outcome {
     use Outcome::*;
     match (current, trigger) {
-        (None, Trigger::Requested) => {
-            Transition { to: Pending, new_generation: true, effects: open_work() }
-        }
-        (None, Trigger::Resend | Trigger::Revoke | Trigger::Accepted) => Note { reason: "unknown_invite" },
-        (None, _) => Note { reason: "unknown_invite" },
+        (None, Trigger::Requested) => Transition {
+            to: Pending,
+            new_generation: true,
+            effects: open_work(),
+        },
+        (None, Trigger::Resend | Trigger::Revoke | Trigger::Accepted) => Note {
+            reason: "unknown_invite",
+        },
+        (None, _) => Note {
+            reason: "unknown_invite",
+        },
 
-        (Some(Pending), Trigger::Requested | Trigger::Resend) => Resume { effects: open_work() },
-        (Some(Pending), Trigger::Delivered) => {
-            Transition { to: Sent, new_generation: false, effects: vec![] }
-        }
-        (Some(Pending), Trigger::AlreadyRegistered) => {
-            Transition { to: Failed, new_generation: false, effects: vec![] }
-        }
-        (Some(Pending), Trigger::DeliveryFailed(_)) => {
-            Transition { to: Failed, new_generation: false, effects: vec![DeleteUnusedUser] }
-        }
+        (Some(Pending), Trigger::Requested | Trigger::Resend) => Resume {
+            effects: open_work(),
+        },
+        (Some(Pending), Trigger::Delivered) => Transition {
+            to: Sent,
+            new_generation: false,
+            effects: vec![],
+        },
+        (Some(Pending), Trigger::AlreadyRegistered) => Transition {
+            to: Failed,
+            new_generation: false,
+            effects: vec![],
+        },
+        (Some(Pending), Trigger::DeliveryFailed(_)) => Transition {
+            to: Failed,
+            new_generation: false,
+            effects: vec![DeleteUnusedUser],
+        },
 
-        (Some(Sent), Trigger::Requested) => Note { reason: "duplicate_request" },
-        (Some(Sent), Trigger::Resend) => {
-            Transition { to: Sent, new_generation: false, effects: vec![RotatePassword, SendInvitation] }
-        }
-        (Some(Sent), Trigger::Delivered | Trigger::AlreadyRegistered | Trigger::DeliveryFailed(_)) => {
-            Note { reason: "already_sent" }
-        }
+        (Some(Sent), Trigger::Requested) => Note {
+            reason: "duplicate_request",
+        },
+        (Some(Sent), Trigger::Resend) => Transition {
+            to: Sent,
+            new_generation: false,
+            effects: vec![RotatePassword, SendInvitation],
+        },
+        (
+            Some(Sent),
+            Trigger::Delivered | Trigger::AlreadyRegistered | Trigger::DeliveryFailed(_),
+        ) => Note {
+            reason: "already_sent",
+        },
 
-        (Some(Pending | Sent), Trigger::Revoke) => {
-            Transition { to: Revoked, new_generation: false, effects: vec![DeleteUnusedUser] }
-        }
-        (Some(Pending | Sent | Expired), Trigger::Accepted) => {
-            Transition { to: Accepted, new_generation: false, effects: vec![AddToGroups, SendWelcome] }
-        }
-        (Some(Pending | Sent), Trigger::ExpiryReached) => {
-            Transition { to: Expired, new_generation: false, effects: vec![DeleteUnusedUser] }
-        }
+        (Some(Pending | Sent), Trigger::Revoke) => Transition {
+            to: Revoked,
+            new_generation: false,
+            effects: vec![DeleteUnusedUser],
+        },
+        (Some(Pending | Sent | Expired), Trigger::Accepted) => Transition {
+            to: Accepted,
+            new_generation: false,
+            effects: vec![AddToGroups, SendWelcome],
+        },
+        (Some(Pending | Sent), Trigger::ExpiryReached) => Transition {
+            to: Expired,
+            new_generation: false,
+            effects: vec![DeleteUnusedUser],
+        },
 
-        (Some(Accepted), Trigger::Resend | Trigger::Revoke) => Refused { reason: "already_accepted" },
-        (Some(Accepted), _) => Note { reason: "already_accepted" },
+        (Some(Accepted), Trigger::Resend | Trigger::Revoke) => Refused {
+            reason: "already_accepted",
+        },
+        (Some(Accepted), _) => Note {
+            reason: "already_accepted",
+        },
 
-        (Some(Revoked), Trigger::Requested) => {
-            Transition { to: Pending, new_generation: true, effects: open_work() }
-        }
+        (Some(Revoked), Trigger::Requested) => Transition {
+            to: Pending,
+            new_generation: true,
+            effects: open_work(),
+        },
         (Some(Revoked), Trigger::Resend) => Refused { reason: "revoked" },
         (Some(Revoked), _) => Note { reason: "revoked" },
 
-        (Some(Expired | Failed), Trigger::Requested | Trigger::Resend) => {
-            Transition { to: Pending, new_generation: true, effects: open_work() }
-        }
+        (Some(Expired | Failed), Trigger::Requested | Trigger::Resend) => Transition {
+            to: Pending,
+            new_generation: true,
+            effects: open_work(),
+        },
         (Some(Expired), _) => Note { reason: "expired" },
         (Some(Failed), _) => Note { reason: "failed" },
     }
@@ -165,7 +204,11 @@ mod tests {
 
     fn short(o: &Outcome) -> String {
         match o {
-            Outcome::Transition { to, new_generation: true, .. } => format!("open {to}"),
+            Outcome::Transition {
+                to,
+                new_generation: true,
+                ..
+            } => format!("open {to}"),
             Outcome::Transition { to, .. } => format!("-> {to}"),
             Outcome::Resume { .. } => "resume".into(),
             Outcome::Note { reason } => format!("note {reason}"),
@@ -177,21 +220,97 @@ mod tests {
     #[test]
     fn exhaustive_table() {
         let table: Vec<(Option<InviteStatus>, [&str; 8])> = vec![
-            (None, ["open pending", "note unknown_invite", "note unknown_invite", "note unknown_invite",
-                    "note unknown_invite", "note unknown_invite", "note unknown_invite", "note unknown_invite"]),
-            (Some(Pending), ["resume", "-> sent", "-> failed", "-> failed",
-                             "resume", "-> revoked", "-> accepted", "-> expired"]),
-            (Some(Sent), ["note duplicate_request", "note already_sent", "note already_sent", "note already_sent",
-                          "-> sent", "-> revoked", "-> accepted", "-> expired"]),
-            (Some(Accepted), ["note already_accepted", "note already_accepted", "note already_accepted",
-                              "note already_accepted", "refused already_accepted", "refused already_accepted",
-                              "note already_accepted", "note already_accepted"]),
-            (Some(Revoked), ["open pending", "note revoked", "note revoked", "note revoked",
-                             "refused revoked", "note revoked", "note revoked", "note revoked"]),
-            (Some(Expired), ["open pending", "note expired", "note expired", "note expired",
-                             "open pending", "note expired", "-> accepted", "note expired"]),
-            (Some(Failed), ["open pending", "note failed", "note failed", "note failed",
-                            "open pending", "note failed", "note failed", "note failed"]),
+            (
+                None,
+                [
+                    "open pending",
+                    "note unknown_invite",
+                    "note unknown_invite",
+                    "note unknown_invite",
+                    "note unknown_invite",
+                    "note unknown_invite",
+                    "note unknown_invite",
+                    "note unknown_invite",
+                ],
+            ),
+            (
+                Some(Pending),
+                [
+                    "resume",
+                    "-> sent",
+                    "-> failed",
+                    "-> failed",
+                    "resume",
+                    "-> revoked",
+                    "-> accepted",
+                    "-> expired",
+                ],
+            ),
+            (
+                Some(Sent),
+                [
+                    "note duplicate_request",
+                    "note already_sent",
+                    "note already_sent",
+                    "note already_sent",
+                    "-> sent",
+                    "-> revoked",
+                    "-> accepted",
+                    "-> expired",
+                ],
+            ),
+            (
+                Some(Accepted),
+                [
+                    "note already_accepted",
+                    "note already_accepted",
+                    "note already_accepted",
+                    "note already_accepted",
+                    "refused already_accepted",
+                    "refused already_accepted",
+                    "note already_accepted",
+                    "note already_accepted",
+                ],
+            ),
+            (
+                Some(Revoked),
+                [
+                    "open pending",
+                    "note revoked",
+                    "note revoked",
+                    "note revoked",
+                    "refused revoked",
+                    "note revoked",
+                    "note revoked",
+                    "note revoked",
+                ],
+            ),
+            (
+                Some(Expired),
+                [
+                    "open pending",
+                    "note expired",
+                    "note expired",
+                    "note expired",
+                    "open pending",
+                    "note expired",
+                    "-> accepted",
+                    "note expired",
+                ],
+            ),
+            (
+                Some(Failed),
+                [
+                    "open pending",
+                    "note failed",
+                    "note failed",
+                    "note failed",
+                    "open pending",
+                    "note failed",
+                    "note failed",
+                    "note failed",
+                ],
+            ),
         ];
         for (from, row) in table {
             for (trigger, want) in all_triggers().iter().zip(row) {
@@ -203,7 +322,15 @@ mod tests {
 
     #[test]
     fn effects_never_delete_a_user_on_acceptance_and_always_rotate_before_sending() {
-        for from in [None, Some(Pending), Some(Sent), Some(Accepted), Some(Revoked), Some(Expired), Some(Failed)] {
+        for from in [
+            None,
+            Some(Pending),
+            Some(Sent),
+            Some(Accepted),
+            Some(Revoked),
+            Some(Expired),
+            Some(Failed),
+        ] {
             for t in all_triggers() {
                 let effects = match decide(from, &t) {
                     Outcome::Transition { effects, .. } | Outcome::Resume { effects } => effects,
@@ -211,8 +338,13 @@ mod tests {
                 };
                 if effects.contains(&SendInvitation) {
                     let send = effects.iter().position(|e| *e == SendInvitation).unwrap();
-                    let pw = effects.iter().position(|e| matches!(e, ProvisionUser | RotatePassword));
-                    assert!(matches!(pw, Some(p) if p < send), "{from:?} {t:?}: email without a fresh password");
+                    let pw = effects
+                        .iter()
+                        .position(|e| matches!(e, ProvisionUser | RotatePassword));
+                    assert!(
+                        matches!(pw, Some(p) if p < send),
+                        "{from:?} {t:?}: email without a fresh password"
+                    );
                 }
                 if t == Trigger::Accepted {
                     assert!(!effects.contains(&DeleteUnusedUser));
@@ -225,7 +357,10 @@ mod tests {
     fn closed_states_never_go_back_to_sent_without_a_new_generation() {
         for from in [Accepted, Revoked, Expired, Failed] {
             for t in all_triggers() {
-                if let Outcome::Transition { to, new_generation, .. } = decide(Some(from), &t) {
+                if let Outcome::Transition {
+                    to, new_generation, ..
+                } = decide(Some(from), &t)
+                {
                     assert!(new_generation || to == Accepted, "{from} on {}", t.name());
                 }
             }

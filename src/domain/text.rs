@@ -17,7 +17,10 @@ pub fn forbidden_char(c: char) -> bool {
 /// Checks `value` for forbidden characters and its length in characters.
 pub fn check_text(value: &str, max_chars: usize) -> Result<(), String> {
     if let Some(c) = value.chars().find(|c| forbidden_char(*c)) {
-        return Err(format!("contains a control or invisible formatting character (U+{:04X})", c as u32));
+        return Err(format!(
+            "contains a control or invisible formatting character (U+{:04X})",
+            c as u32
+        ));
     }
     let n = value.chars().count();
     if n > max_chars {
@@ -32,7 +35,16 @@ mod tests {
 
     #[test]
     fn rejects_controls_and_bidi() {
-        for bad in ["a\rb", "a\nb", "a\u{0}b", "\u{202E}evil", "x\u{2066}y", "\u{FEFF}z", "a\u{85}b", "\u{200B}"] {
+        for bad in [
+            "a\rb",
+            "a\nb",
+            "a\u{0}b",
+            "\u{202E}evil",
+            "x\u{2066}y",
+            "\u{FEFF}z",
+            "a\u{85}b",
+            "\u{200B}",
+        ] {
             assert!(check_text(bad, 100).is_err(), "{bad:?}");
         }
         assert!(check_text("Zoë O'Brien-Łukasz 山田", 100).is_ok());

@@ -1,7 +1,15 @@
 //! In-memory fakes of every port, for unit tests and the benchmark. Each can add latency per
 //! call and inject failures.
 
+pub mod clock;
 pub mod directory;
+pub mod faults;
 pub mod mailer;
 pub mod queue;
 pub mod store;
+
+pub use clock::ManualClock;
+pub use directory::MemoryDirectory;
+pub use faults::Faults;
+pub use mailer::MemoryMailer;
+pub use store::MemoryStore;
