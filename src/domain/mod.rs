@@ -2,6 +2,8 @@
 
 pub mod email;
 pub mod event;
+#[cfg(test)]
+mod event_tests;
 pub mod invite;
 pub mod password;
 pub mod pool;
