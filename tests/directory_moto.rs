@@ -1,0 +1,505 @@
+//! `CognitoDirectory` and `SesMailer` against the local emulator (moto).
+//!
+//! Needs the local stack: `eval "$(scripts/local-stack.sh env)"`. Skips (passes with a note)
+//! when `AWS_ENDPOINT_URL` is unset. Every resource gets a unique name; nothing is reset.
+
+use std::collections::BTreeMap;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_cognitoidentityprovider as cognito;
+use cognito::types::{
+    AttributeDataType, AuthFlowType, ChallengeNameType, ExplicitAuthFlowsType, PasswordPolicyType,
+    SchemaAttributeType, StringAttributeConstraintsType, UserPoolPolicyType, UsernameAttributeType,
+    VerifiedAttributeType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use invite_worker::adapters::cognito::CognitoDirectory;
+use invite_worker::adapters::ses::SesMailer;
+use invite_worker::domain::password::generate;
+use invite_worker::domain::EmailAddress;
+use invite_worker::ports::{CreateOutcome, Directory, Mailer, NewUser, OutgoingMail, UserStatus};
+
+/// The SDK configuration for the local stack, or `None` (with a note) when it is not set up.
+async fn stack() -> Option<SdkConfig> {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        eprintln!("skipping: AWS_ENDPOINT_URL is unset (eval \"$(scripts/local-stack.sh env)\")");
+        return None;
+    }
+    Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A pool shaped like the reference deployment, and a public app client for password sign-in.
+struct TestPool {
+    client: cognito::Client,
+    pool_id: String,
+    app_client_id: String,
+}
+
+impl TestPool {
+    async fn create(client: &cognito::Client) -> TestPool {
+        let schema = |name: &str, required: bool, mutable: bool| {
+            SchemaAttributeType::builder()
+                .name(name)
+                .attribute_data_type(AttributeDataType::String)
+                .required(required)
+                .mutable(mutable)
+        };
+        let pool = client
+            .create_user_pool()
+            .pool_name(unique("invite-worker-directory"))
+            .username_attributes(UsernameAttributeType::Email)
+            .auto_verified_attributes(VerifiedAttributeType::Email)
+            .schema(schema("family_name", true, true).build())
+            .schema(schema("email", true, false).build())
+            .schema(
+                schema("test_attribute1", false, true)
+                    .string_attribute_constraints(
+                        StringAttributeConstraintsType::builder()
+                            .min_length("1")
+                            .max_length("256")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .policies(
+                UserPoolPolicyType::builder()
+                    .password_policy(
+                        PasswordPolicyType::builder()
+                            .minimum_length(12)
+                            .require_uppercase(true)
+                            .require_lowercase(true)
+                            .require_numbers(true)
+                            .require_symbols(true)
+                            .temporary_password_validity_days(7)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateUserPool");
+        let pool_id = pool
+            .user_pool()
+            .and_then(|p| p.id())
+            .expect("pool id")
+            .to_string();
+        let app = client
+            .create_user_pool_client()
+            .user_pool_id(&pool_id)
+            .client_name("invite-worker-test")
+            .generate_secret(false)
+            .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
+            .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
+            .send()
+            .await
+            .expect("CreateUserPoolClient");
+        let app_client_id = app
+            .user_pool_client()
+            .and_then(|c| c.client_id())
+            .expect("client id")
+            .to_string();
+        TestPool {
+            client: client.clone(),
+            pool_id,
+            app_client_id,
+        }
+    }
+
+    /// `InitiateAuth(USER_PASSWORD_AUTH)`: the challenge name and session, or the error code.
+    async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(Option<ChallengeNameType>, Option<String>), String> {
+        let out = self
+            .client
+            .initiate_auth()
+            .auth_flow(AuthFlowType::UserPasswordAuth)
+            .client_id(&self.app_client_id)
+            .auth_parameters("USERNAME", username)
+            .auth_parameters("PASSWORD", password)
+            .send()
+            .await
+            .map_err(|e| e.into_service_error().to_string())?;
+        Ok((
+            out.challenge_name().cloned(),
+            out.session().map(str::to_string),
+        ))
+    }
+
+    async fn delete(self) {
+        let _ = self
+            .client
+            .delete_user_pool()
+            .user_pool_id(&self.pool_id)
+            .send()
+            .await;
+    }
+}
+
+fn email(local: &str) -> EmailAddress {
+    EmailAddress::parse(&format!(
+        "{local}-{}@example.com",
+        uuid::Uuid::new_v4().simple()
+    ))
+    .expect("valid address")
+}
+
+#[tokio::test]
+async fn cognito_directory_against_moto() {
+    let Some(config) = stack().await else { return };
+    let client = cognito::Client::new(&config);
+    let pool = TestPool::create(&client).await;
+    let directory = CognitoDirectory::new(client.clone(), &pool.pool_id);
+
+    // The profile: schema names as AdminCreateUser takes them, and the password policy.
+    let profile = directory.pool_profile().await.expect("pool_profile");
+    let custom = profile
+        .attributes
+        .get("custom:test_attribute1")
+        .expect("custom:test_attribute1 in the profile");
+    assert!(!custom.required && custom.mutable && !custom.developer_only);
+    assert_eq!((custom.min_length, custom.max_length), (Some(1), Some(256)));
+    assert!(profile.attributes["family_name"].required);
+    assert!(profile.attributes["email"].required && !profile.attributes["email"].mutable);
+    let policy = &profile.password_policy;
+    assert_eq!(policy.min_length, 12);
+    assert!(
+        policy.require_uppercase
+            && policy.require_lowercase
+            && policy.require_numbers
+            && policy.require_symbols
+    );
+    assert_eq!(policy.temporary_password_validity_days, 7);
+
+    // Create, then create again.
+    let jane = email("jane");
+    let attributes = BTreeMap::from([
+        ("family_name".to_string(), "Doe".to_string()),
+        ("custom:test_attribute1".to_string(), "blue".to_string()),
+    ]);
+    let temporary = generate(policy);
+    let new_user = NewUser {
+        username: jane.as_str(),
+        email: &jane,
+        attributes: &attributes,
+        temporary_password: &temporary,
+    };
+    let CreateOutcome::Created { sub } =
+        directory.create_user(&new_user).await.expect("create_user")
+    else {
+        panic!("the first create must create");
+    };
+    let sub = sub.expect("AdminCreateUser returns the sub");
+    assert_eq!(
+        directory
+            .create_user(&new_user)
+            .await
+            .expect("second create_user"),
+        CreateOutcome::AlreadyExists
+    );
+
+    let info = directory
+        .get_user(jane.as_str())
+        .await
+        .expect("get_user")
+        .expect("user exists");
+    assert_eq!(info.status, UserStatus::ForceChangePassword);
+    assert!(info.enabled);
+    assert_eq!(info.sub.as_deref(), Some(sub.as_str()));
+    assert_eq!(
+        info.attributes.get("email_verified").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        info.attributes.get("email").map(String::as_str),
+        Some(jane.as_str())
+    );
+
+    // First sign-in with the temporary password, then the new password.
+    let (challenge, session) = pool
+        .sign_in(jane.as_str(), temporary.expose())
+        .await
+        .expect("sign in");
+    assert_eq!(challenge, Some(ChallengeNameType::NewPasswordRequired));
+    let permanent = generate(policy);
+    let answer = client
+        .respond_to_auth_challenge()
+        .client_id(&pool.app_client_id)
+        .challenge_name(ChallengeNameType::NewPasswordRequired)
+        .set_session(session)
+        .challenge_responses("USERNAME", jane.as_str())
+        .challenge_responses("NEW_PASSWORD", permanent.expose())
+        .send()
+        .await
+        .expect("RespondToAuthChallenge");
+    let access_token = answer
+        .authentication_result()
+        .and_then(|r| r.access_token())
+        .expect("access token")
+        .to_string();
+    let info = directory
+        .get_user(jane.as_str())
+        .await
+        .expect("get_user")
+        .expect("user exists");
+    assert_eq!(info.status, UserStatus::Confirmed);
+    let me = client
+        .get_user()
+        .access_token(&access_token)
+        .send()
+        .await
+        .expect("GetUser");
+    let mine: BTreeMap<&str, &str> = me
+        .user_attributes()
+        .iter()
+        .map(|a| (a.name(), a.value().unwrap_or_default()))
+        .collect();
+    assert_eq!(mine.get("custom:test_attribute1"), Some(&"blue"));
+    assert_eq!(mine.get("family_name"), Some(&"Doe"));
+
+    // A new temporary password replaces the old one.
+    let bob = email("bob");
+    let first = generate(policy);
+    let bob_user = NewUser {
+        username: bob.as_str(),
+        email: &bob,
+        attributes: &attributes,
+        temporary_password: &first,
+    };
+    assert!(matches!(
+        directory.create_user(&bob_user).await.expect("create bob"),
+        CreateOutcome::Created { .. }
+    ));
+    let second = generate(policy);
+    directory
+        .set_temporary_password(bob.as_str(), &second)
+        .await
+        .expect("set_temporary_password");
+    let (challenge, _) = pool
+        .sign_in(bob.as_str(), second.expose())
+        .await
+        .expect("sign in with the new temporary password");
+    assert_eq!(challenge, Some(ChallengeNameType::NewPasswordRequired));
+    let old = pool.sign_in(bob.as_str(), first.expose()).await;
+    assert!(
+        old.is_err(),
+        "the old temporary password must no longer work: {old:?}"
+    );
+    let info = directory
+        .get_user(bob.as_str())
+        .await
+        .expect("get_user")
+        .expect("bob exists");
+    assert_eq!(info.status, UserStatus::ForceChangePassword);
+
+    // Groups.
+    let missing_group = unique("missing");
+    let err = directory
+        .add_user_to_group(bob.as_str(), &missing_group)
+        .await
+        .expect_err("missing group");
+    assert_eq!(err.rejection_code(), Some("group_not_found"), "{err}");
+    assert!(err.message.contains(&missing_group), "{err}");
+    let group = unique("members");
+    client
+        .create_group()
+        .user_pool_id(&pool.pool_id)
+        .group_name(&group)
+        .send()
+        .await
+        .expect("CreateGroup");
+    directory
+        .add_user_to_group(bob.as_str(), &group)
+        .await
+        .expect("add_user_to_group");
+    directory
+        .add_user_to_group(bob.as_str(), &group)
+        .await
+        .expect("adding twice is fine");
+    let groups = client
+        .admin_list_groups_for_user()
+        .user_pool_id(&pool.pool_id)
+        .username(bob.as_str())
+        .send()
+        .await
+        .expect("AdminListGroupsForUser");
+    assert!(groups
+        .groups()
+        .iter()
+        .any(|g| g.group_name() == Some(group.as_str())));
+
+    // Delete, twice.
+    directory
+        .delete_user(bob.as_str())
+        .await
+        .expect("delete_user");
+    assert_eq!(
+        directory.get_user(bob.as_str()).await.expect("get_user"),
+        None
+    );
+    directory
+        .delete_user(bob.as_str())
+        .await
+        .expect("deleting a deleted user is fine");
+
+    pool.delete().await;
+}
+
+#[tokio::test]
+async fn a_missing_pool_is_user_pool_not_found() {
+    let Some(config) = stack().await else { return };
+    let directory = CognitoDirectory::new(cognito::Client::new(&config), "us-east-1_doesnotexist0");
+    let err = directory.pool_profile().await.expect_err("no such pool");
+    assert_eq!(err.rejection_code(), Some("user_pool_not_found"), "{err}");
+    let err = directory
+        .get_user("jane@example.com")
+        .await
+        .expect_err("no such pool");
+    assert_eq!(err.rejection_code(), Some("user_pool_not_found"), "{err}");
+}
+
+#[tokio::test]
+async fn ses_mailer_against_moto() {
+    let Some(config) = stack().await else { return };
+    let ses = aws_sdk_sesv2::Client::new(&config);
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let sender = format!("invites-{tag}@example.com");
+    ses.create_email_identity()
+        .email_identity(&sender)
+        .send()
+        .await
+        .expect("CreateEmailIdentity");
+    let configuration_set = format!("invites-{tag}");
+    ses.create_configuration_set()
+        .configuration_set_name(&configuration_set)
+        .send()
+        .await
+        .expect("CreateConfigurationSet");
+
+    let to = email("jane");
+    let mail = OutgoingMail {
+        from: format!("Example Invites <{sender}>"),
+        reply_to: Some("help@example.com".into()),
+        to: to.clone(),
+        subject: format!("You're invited {tag}"),
+        text: "Your temporary password is in here".into(),
+        html: "<p>Your temporary password is in here</p>".into(),
+        headers: vec![("X-Invite-Id".into(), format!("inv-{tag}"))],
+    };
+    let mailer = SesMailer::new(ses.clone(), Some(configuration_set));
+    let message_id = mailer.send(&mail).await.expect("send");
+    assert!(!message_id.is_empty());
+
+    let data = moto_data().await;
+    let sent = data["ses"]["RawMessage"]
+        .as_array()
+        .expect("ses.RawMessage is a list");
+    let found = sent
+        .iter()
+        .find(|m| m["id"] == message_id.as_str())
+        .expect("the sent message is in moto's data");
+    let raw = found["raw_data"].as_str().expect("raw_data");
+    assert!(
+        raw.contains(&format!("Subject: You're invited {tag}")),
+        "{raw}"
+    );
+    assert!(raw.contains(&format!("X-Invite-Id: inv-{tag}")), "{raw}");
+    assert!(raw.contains("multipart/alternative"), "{raw}");
+    assert_eq!(found["source"].as_str(), Some(sender.as_str()));
+    let destinations = found["destinations"].as_array().expect("destinations");
+    assert!(destinations.iter().any(|d| d == to.as_str()));
+
+    // An unverified sender is rejected for good.
+    let stranger = OutgoingMail {
+        from: format!("nobody-{tag}@unverified.example"),
+        ..mail.clone()
+    };
+    let err = mailer.send(&stranger).await.expect_err("unverified sender");
+    assert_eq!(err.rejection_code(), Some("email_rejected"), "{err}");
+
+    // Note: moto does not check that the configuration set exists (real SES: NotFoundException).
+    let _ = ses
+        .delete_email_identity()
+        .email_identity(&sender)
+        .send()
+        .await;
+}
+
+/// `GET {AWS_ENDPOINT_URL}/moto-api/data.json`, parsed.
+async fn moto_data() -> serde_json::Value {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    let body = http_get(&endpoint, "/moto-api/data.json").await;
+    serde_json::from_slice(&body).expect("data.json is JSON")
+}
+
+/// A minimal HTTP/1.1 GET over plain TCP: the body of a 200 response (plain or chunked).
+async fn http_get(endpoint: &str, path: &str) -> Vec<u8> {
+    let url = url::Url::parse(endpoint).expect("endpoint is a URL");
+    assert_eq!(url.scheme(), "http", "only plain http is supported");
+    let host = url.host_str().expect("endpoint has a host");
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .expect("connect to the emulator");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .expect("read response");
+
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response has a header block");
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    let body = &response[split + 4..];
+    let status_line = head.lines().next().unwrap_or_default();
+    assert!(
+        status_line.split_whitespace().nth(1) == Some("200"),
+        "GET {path}: {status_line}"
+    );
+    if head
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"))
+    {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    }
+}
+
+/// Decodes a chunked transfer-encoded body.
+fn dechunk(mut input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = input
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = String::from_utf8_lossy(&input[..line_end]);
+        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16).expect("chunk size is hex");
+        input = &input[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&input[..size]);
+        input = &input[size + 2..];
+    }
+}
+
+#[test]
+fn dechunks() {
+    assert_eq!(dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"), b"abcde");
+}
