@@ -205,6 +205,15 @@ pub trait Queue: Send + Sync {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lifecycle events out (an SQS queue HR and CRM systems read)
+
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    /// Publishes one lifecycle event. At least once: consumers deduplicate by the event's `id`.
+    async fn publish(&self, event: &crate::domain::invite::PendingPublication) -> Result<(), DownstreamError>;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Time
 
 pub trait Clock: Send + Sync {
