@@ -101,8 +101,6 @@ pub const INDEX_STATUS: &str = "by-status";
 pub const INDEX_UNPUBLISHED: &str = "unpublished";
 /// How long a closed invite stays before TTL removes it.
 pub const RETENTION_DAYS: i64 = 365;
-/// The default number of shards of [`INDEX_OPEN`].
-pub const DEFAULT_OPEN_INDEX_SHARDS: u32 = 4;
 
 /// The invite store on DynamoDB. Cheap to clone.
 #[derive(Clone, Debug)]

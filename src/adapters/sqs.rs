@@ -175,7 +175,11 @@ impl SqsQueue {
                 .send()
                 .await
                 .map_err(|e| downstream("DeleteMessageBatch", &e))?;
-            failures.extend(out.failed().iter().map(|f| to_failure(f, offset)));
+            failures.extend(
+                out.failed()
+                    .iter()
+                    .filter_map(|f| to_failure(f, offset, chunk.len())),
+            );
         }
         Ok(failures)
     }
@@ -217,7 +221,11 @@ impl SqsQueue {
                 .send()
                 .await
                 .map_err(|e| downstream("SendMessageBatch", &e))?;
-            failures.extend(out.failed().iter().map(|f| to_failure(f, offset)));
+            failures.extend(
+                out.failed()
+                    .iter()
+                    .filter_map(|f| to_failure(f, offset, chunk.len())),
+            );
         }
         Ok(failures)
     }
@@ -300,17 +308,28 @@ fn seconds(d: Duration, max: u64) -> i32 {
     d.as_secs().min(max) as i32
 }
 
-fn to_failure(entry: &aws_sdk_sqs::types::BatchResultErrorEntry, offset: usize) -> BatchFailure {
-    BatchFailure {
-        // Entry ids are the positions we sent; an id we did not send cannot be matched.
-        index: entry
-            .id()
-            .parse::<usize>()
-            .map_or(usize::MAX, |i| offset + i),
+/// A failed batch entry, by index into the caller's slice. Entry ids are the positions we sent;
+/// an id SQS made up cannot be matched and is logged and dropped (for a delete that means a
+/// redelivery later, which the handler tolerates).
+fn to_failure(
+    entry: &aws_sdk_sqs::types::BatchResultErrorEntry,
+    offset: usize,
+    sent: usize,
+) -> Option<BatchFailure> {
+    let Some(index) = entry.id().parse::<usize>().ok().filter(|i| *i < sent) else {
+        tracing::warn!(
+            entry_id = entry.id(),
+            code = entry.code(),
+            "SQS reported a failure for a batch entry we did not send"
+        );
+        return None;
+    };
+    Some(BatchFailure {
+        index: offset + index,
         code: entry.code().to_string(),
         message: entry.message().unwrap_or_default().to_string(),
         sender_fault: entry.sender_fault(),
-    }
+    })
 }
 
 /// A received message in port terms; `None` (with a warning) for one without an id or receipt

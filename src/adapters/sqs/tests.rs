@@ -208,6 +208,14 @@ async fn delete_batch_reports_partial_failures_by_index() {
                         .build()
                         .unwrap(),
                 )
+                .failed(
+                    BatchResultErrorEntry::builder()
+                        .id("7")
+                        .code("Odd")
+                        .sender_fault(false)
+                        .build()
+                        .unwrap(),
+                )
                 .build()
                 .expect("output")
         });
