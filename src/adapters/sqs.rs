@@ -289,6 +289,25 @@ impl Queue for SqsQueue {
     fn is_fifo(&self) -> bool {
         self.queue_url.ends_with(".fifo")
     }
+
+    async fn messages_left(&self) -> Result<Option<u64>, DownstreamError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| downstream("GetQueueAttributes", &e))?;
+        let total = out
+            .attributes()
+            .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0);
+        Ok(Some(total))
+    }
 }
 
 fn attribute(

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::compose::{Composer, MailKind};
 use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteRef};
+use crate::domain::invite::PendingPublication;
 use crate::domain::password::generate;
 use crate::domain::state::{decide, Effect, Outcome, Trigger};
 use crate::domain::{
@@ -24,11 +25,15 @@ use crate::domain::{
     TemporaryPassword,
 };
 use crate::error::{Disposition, DownstreamError};
-use crate::domain::invite::PendingPublication;
-use crate::ports::{Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher, StoreError, UserStatus};
+use crate::ports::{
+    Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher, StoreError,
+    UserStatus,
+};
 
 /// How often a lost race (a version conflict) is retried within one handling.
 const MAX_CONFLICT_RETRIES: usize = 5;
+/// The longest a message waits before looking again at an invite another worker holds.
+const BUSY_RETRY_SECONDS: i64 = 10;
 
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
@@ -82,10 +87,12 @@ impl HandleError {
                 downstream: Some(e.service),
             },
             HandleError::Busy(_, until) => {
-                let wait = (*until - now).max(time::Duration::seconds(1));
+                // Usually a duplicate delivery handled right now elsewhere: look again soon;
+                // a crashed holder's lease needs its full time, so a few more rounds then.
+                let wait = (*until - now).whole_seconds().clamp(1, BUSY_RETRY_SECONDS);
                 Disposition::Retry {
                     reason: self.to_string(),
-                    after: Some(Duration::from_secs(wait.whole_seconds().max(1) as u64)),
+                    after: Some(Duration::from_secs(wait as u64)),
                     downstream: None,
                 }
             }
@@ -146,7 +153,7 @@ struct Request<'a> {
     event_type: &'static str,
     email: Option<&'a EmailAddress>,
     details: Option<&'a InviteDetails>,
-        expires_in_days: Option<u32>,
+    expires_in_days: Option<u32>,
     reason: Option<&'a str>,
     occurred_at: Option<OffsetDateTime>,
 }
@@ -156,7 +163,7 @@ pub struct InviteService {
     directory: Arc<dyn Directory>,
     mailer: Arc<dyn Mailer>,
     composer: Arc<dyn Composer>,
-        clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
     config: ServiceConfig,
     publisher: Option<Arc<dyn Publisher>>,
 }
@@ -170,7 +177,15 @@ impl InviteService {
         clock: Arc<dyn Clock>,
         config: ServiceConfig,
     ) -> Self {
-        Self { store, directory, mailer, composer, clock, config, publisher: None }
+        Self {
+            store,
+            directory,
+            mailer,
+            composer,
+            clock,
+            config,
+            publisher: None,
+        }
     }
 
     /// Publishes lifecycle events (through the record's outbox) to `publisher`.
@@ -255,8 +270,13 @@ impl InviteService {
                     InviteRef::Email(e) => Some(e),
                     InviteRef::Id(_) => None,
                 };
-                let request = Request { reason: reason.as_deref(), email, ..base };
-                self.apply(self.invite_id_for(target), Trigger::Revoke, &request).await
+                let request = Request {
+                    reason: reason.as_deref(),
+                    email,
+                    ..base
+                };
+                self.apply(self.invite_id_for(target), Trigger::Revoke, &request)
+                    .await
             }
             EventBody::RegistrationCompleted { email, .. } => {
                 let id = InviteId::for_email(&self.config.user_pool_id, email);
@@ -284,7 +304,15 @@ impl InviteService {
         trigger: Trigger,
         event_type: &'static str,
     ) -> Result<Handled, HandleError> {
-        let request = Request { event_id: None, event_type, email: None, details: None, expires_in_days: None, reason: None, occurred_at: None };
+        let request = Request {
+            event_id: None,
+            event_type,
+            email: None,
+            details: None,
+            expires_in_days: None,
+            reason: None,
+            occurred_at: None,
+        };
         self.apply(id, trigger, &request).await
     }
 
@@ -318,7 +346,9 @@ impl InviteService {
                 return Err(HandleError::Busy(id, until));
             }
             let outcome = if is_stale(current.as_ref(), &trigger, req.occurred_at) {
-                Outcome::Note { reason: "stale_event" }
+                Outcome::Note {
+                    reason: "stale_event",
+                }
             } else {
                 decide(current.as_ref().map(|r| r.status), &trigger)
             };
@@ -390,7 +420,14 @@ impl InviteService {
             });
         };
         if req.event_id.is_some() {
-            rec.push_history(history(now, Some(rec.status), rec.status, req, Some(reason.to_string()), rec.generation));
+            rec.push_history(history(
+                now,
+                Some(rec.status),
+                rec.status,
+                req,
+                Some(reason.to_string()),
+                rec.generation,
+            ));
             stamp(&mut rec, req.occurred_at);
             bump(&mut rec, now);
             self.save(&rec).await?;
@@ -477,7 +514,10 @@ impl InviteService {
                     let finish = Finish {
                         to: InviteStatus::Failed,
                         reason: Some(code),
-                        invitation_sent: false, reminder_sent: false, sub: None };
+                        invitation_sent: false,
+                        reminder_sent: false,
+                        sub: None,
+                    };
                     self.finish(rec, from, finish, req, self.clock.now())
                         .await?;
                 } else {
@@ -495,7 +535,9 @@ impl InviteService {
         now: OffsetDateTime,
     ) -> Result<Invite, Step> {
         let Some(email) = req.email else {
-            return Err(Step::Failed(HandleError::Corrupt(format!("no email to open invite {id} with"))));
+            return Err(Step::Failed(HandleError::Corrupt(format!(
+                "no email to open invite {id} with"
+            ))));
         };
         let details = req.details.cloned().unwrap_or_default();
         Ok(Invite {
@@ -554,7 +596,13 @@ impl InviteService {
         target: InviteStatus,
         effects: &[Effect],
     ) -> Result<Finish, HandleError> {
-        let mut finish = Finish { to: target, reason: None, invitation_sent: false, reminder_sent: false, sub: None };
+        let mut finish = Finish {
+            to: target,
+            reason: None,
+            invitation_sent: false,
+            reminder_sent: false,
+            sub: None,
+        };
         let mut password: Option<TemporaryPassword> = None;
         for effect in effects {
             match effect {
@@ -567,7 +615,10 @@ impl InviteService {
                         return Ok(Finish {
                             to: InviteStatus::Failed,
                             reason: Some("already_registered".into()),
-                            invitation_sent: false, reminder_sent: false, sub: None });
+                            invitation_sent: false,
+                            reminder_sent: false,
+                            sub: None,
+                        });
                     }
                 },
                 Effect::RotatePassword => match self.rotate(rec).await? {
@@ -576,7 +627,10 @@ impl InviteService {
                         return Ok(Finish {
                             to: InviteStatus::Accepted,
                             reason: Some("found_confirmed".into()),
-                            invitation_sent: false, reminder_sent: false, sub: None })
+                            invitation_sent: false,
+                            reminder_sent: false,
+                            sub: None,
+                        })
                     }
                 },
                 Effect::SendInvitation => {
@@ -594,7 +648,10 @@ impl InviteService {
                         return Ok(Finish {
                             to: InviteStatus::Accepted,
                             reason: Some("found_confirmed".into()),
-                            invitation_sent: false, reminder_sent: false, sub: None });
+                            invitation_sent: false,
+                            reminder_sent: false,
+                            sub: None,
+                        });
                     }
                 }
                 Effect::AddToGroups => {
@@ -608,7 +665,9 @@ impl InviteService {
                     self.send(MailKind::Welcome, rec, None).await?;
                 }
                 Effect::SendReminder => {
-                    let pw = password.as_ref().ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
+                    let pw = password
+                        .as_ref()
+                        .ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
                     self.send(MailKind::Reminder, rec, Some(pw)).await?;
                     finish.reminder_sent = true;
                 }
@@ -725,7 +784,14 @@ impl InviteService {
         if finish.to == InviteStatus::Accepted {
             rec.accepted_at = Some(now);
         }
-        rec.push_history(history(now, Some(from), finish.to, req, reason, rec.generation));
+        rec.push_history(history(
+            now,
+            Some(from),
+            finish.to,
+            req,
+            reason,
+            rec.generation,
+        ));
         stamp(&mut rec, req.occurred_at);
         bump(&mut rec, now);
         if !finish.reminder_sent {
@@ -749,9 +815,16 @@ impl InviteService {
         })
     }
 
-        /// A transition without side effects (a revoke that arrives before its request leaves a
+    /// A transition without side effects (a revoke that arrives before its request leaves a
     /// `revoked` tombstone): one conditional write.
-    async fn transition_only(&self, id: InviteId, current: Option<Invite>, req: &Request<'_>, to: InviteStatus, now: OffsetDateTime) -> Result<Handled, Step> {
+    async fn transition_only(
+        &self,
+        id: InviteId,
+        current: Option<Invite>,
+        req: &Request<'_>,
+        to: InviteStatus,
+        now: OffsetDateTime,
+    ) -> Result<Handled, Step> {
         let mut rec = match current {
             Some(rec) => rec,
             None => {
@@ -760,17 +833,32 @@ impl InviteService {
                 rec
             }
         };
-        let from = if rec.version == 0 { None } else { Some(rec.status) };
+        let from = if rec.version == 0 {
+            None
+        } else {
+            Some(rec.status)
+        };
         rec.status = to;
         rec.reason = req.reason.map(str::to_string);
-        rec.push_history(history(now, from, to, req, rec.reason.clone(), rec.generation));
+        rec.push_history(history(
+            now,
+            from,
+            to,
+            req,
+            rec.reason.clone(),
+            rec.generation,
+        ));
         stamp(&mut rec, req.occurred_at);
         bump(&mut rec, now);
         self.queue_publication(&mut rec, to, now);
         self.save(&rec).await?;
         self.flush_outbox(rec.invite_id).await;
         info!(invite_id = %rec.invite_id, event_id = req.event_id, to = %to, "invite transition without side effects");
-        Ok(Handled { outcome: to.as_str(), invite_id: Some(rec.invite_id), status: Some(to) })
+        Ok(Handled {
+            outcome: to.as_str(),
+            invite_id: Some(rec.invite_id),
+            status: Some(to),
+        })
     }
 
     /// Adds the lifecycle event for a transition to `to` to the record's outbox (written in the
@@ -784,9 +872,13 @@ impl InviteService {
 
     /// Publishes what the record's outbox holds and removes it; failures stay for the relay.
     pub async fn flush_outbox(&self, id: InviteId) {
-        let Some(publisher) = &self.publisher else { return };
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let Ok(Some(mut rec)) = self.store.load(&id).await else { return };
+            let Ok(Some(mut rec)) = self.store.load(&id).await else {
+                return;
+            };
             if rec.outbox.is_empty() {
                 return;
             }
@@ -883,9 +975,18 @@ fn rejection(e: &HandleError) -> Option<String> {
 
 /// Whether an event is older than the newest one already applied (out-of-order delivery).
 /// Acceptance is a fact read from Cognito, never stale.
-fn is_stale(current: Option<&Invite>, trigger: &Trigger, occurred_at: Option<OffsetDateTime>) -> bool {
-    let (Some(rec), Some(at)) = (current, occurred_at) else { return false };
-    matches!(trigger, Trigger::Requested | Trigger::Resend | Trigger::Revoke) && rec.last_occurred_at.is_some_and(|last| at < last)
+fn is_stale(
+    current: Option<&Invite>,
+    trigger: &Trigger,
+    occurred_at: Option<OffsetDateTime>,
+) -> bool {
+    let (Some(rec), Some(at)) = (current, occurred_at) else {
+        return false;
+    };
+    matches!(
+        trigger,
+        Trigger::Requested | Trigger::Resend | Trigger::Revoke
+    ) && rec.last_occurred_at.is_some_and(|last| at < last)
 }
 
 fn stamp(rec: &mut Invite, occurred_at: Option<OffsetDateTime>) {
@@ -900,7 +1001,10 @@ pub fn lifecycle_event(rec: &Invite, to: InviteStatus, now: OffsetDateTime) -> P
     let event_type = format!("invite.{}", to.as_str());
     let name = format!("{}/{}/{}", rec.invite_id, rec.version, event_type);
     let event_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string();
-    let rfc = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).ok();
+    let rfc = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    };
     let body = serde_json::json!({
         "version": 1,
         "type": event_type,
@@ -922,7 +1026,11 @@ pub fn lifecycle_event(rec: &Invite, to: InviteStatus, now: OffsetDateTime) -> P
             "user_sub": rec.user_sub,
         }
     });
-    PendingPublication { event_id, event_type, body }
+    PendingPublication {
+        event_id,
+        event_type,
+        body,
+    }
 }
 
 fn days(n: u32) -> time::Duration {

@@ -2,6 +2,6 @@
 
 pub mod compose;
 pub mod handler;
-pub mod template_composer;
 #[cfg(test)]
 mod handler_tests;
+pub mod template_composer;

@@ -16,12 +16,21 @@ pub struct TemplateComposer {
 
 impl TemplateComposer {
     pub fn new(templates: Templates, settings: &EmailSettings) -> Self {
-        Self { templates, settings: settings.clone() }
+        Self {
+            templates,
+            settings: settings.clone(),
+        }
     }
 }
 
 impl Composer for TemplateComposer {
-    fn compose(&self, kind: MailKind, invite: &Invite, password: Option<&TemporaryPassword>, now: OffsetDateTime) -> Result<OutgoingMail, String> {
+    fn compose(
+        &self,
+        kind: MailKind,
+        invite: &Invite,
+        password: Option<&TemporaryPassword>,
+        now: OffsetDateTime,
+    ) -> Result<OutgoingMail, String> {
         let template = match kind {
             MailKind::Invitation => TemplateKind::Invite,
             MailKind::Welcome => TemplateKind::Welcome,

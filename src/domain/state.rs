@@ -113,13 +113,23 @@ pub fn decide(current: Option<InviteStatus>, trigger: &Trigger) -> Outcome {
             new_generation: true,
             effects: open_work(),
         },
-        (None, Trigger::Revoke) => Transition { to: Revoked, new_generation: true, effects: vec![] },
-        (None, _) => Note { reason: "unknown_invite" },
+        (None, Trigger::Revoke) => Transition {
+            to: Revoked,
+            new_generation: true,
+            effects: vec![],
+        },
+        (None, _) => Note {
+            reason: "unknown_invite",
+        },
 
-        (Some(Sent), Trigger::ReminderDue) => {
-            Transition { to: Sent, new_generation: false, effects: vec![RotatePassword, SendReminder] }
-        }
-        (Some(Pending), Trigger::ReminderDue) => Note { reason: "not_sent_yet" },
+        (Some(Sent), Trigger::ReminderDue) => Transition {
+            to: Sent,
+            new_generation: false,
+            effects: vec![RotatePassword, SendReminder],
+        },
+        (Some(Pending), Trigger::ReminderDue) => Note {
+            reason: "not_sent_yet",
+        },
 
         (Some(Pending), Trigger::Requested | Trigger::Resend) => Resume {
             effects: open_work(),
@@ -276,7 +286,10 @@ mod tests {
                     Outcome::Transition { effects, .. } | Outcome::Resume { effects } => effects,
                     _ => continue,
                 };
-                if let Some(send) = effects.iter().position(|e| matches!(e, SendInvitation | SendReminder)) {
+                if let Some(send) = effects
+                    .iter()
+                    .position(|e| matches!(e, SendInvitation | SendReminder))
+                {
                     let pw = effects
                         .iter()
                         .position(|e| matches!(e, ProvisionUser | RotatePassword));

@@ -313,6 +313,22 @@ impl Worker {
                         .until_idle
                         .is_some_and(|limit| idle_polls >= limit)
                     {
+                        // Messages waiting out a retry delay are invisible, not gone.
+                        match self.queue.messages_left().await {
+                            Ok(Some(left)) if left > 0 => {
+                                tracing::debug!(
+                                    left,
+                                    "queue looks empty but messages wait for a retry"
+                                );
+                                idle_polls = 0;
+                                tokio::select! {
+                                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                                    () = shutdown.cancelled() => break,
+                                }
+                                continue;
+                            }
+                            _ => {}
+                        }
                         tracing::info!(empty_receives = idle_polls, "queue idle; stopping");
                         break;
                     }

@@ -29,7 +29,10 @@ impl MemoryPublisher {
 impl Publisher for MemoryPublisher {
     async fn publish(&self, event: &PendingPublication) -> Result<(), DownstreamError> {
         self.faults.before(Service::Sqs, "SendMessage").await?;
-        self.published.lock().expect("publisher lock").push(event.clone());
+        self.published
+            .lock()
+            .expect("publisher lock")
+            .push(event.clone());
         Ok(())
     }
 }

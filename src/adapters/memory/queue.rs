@@ -464,6 +464,10 @@ impl Queue for MemoryQueue {
     fn is_fifo(&self) -> bool {
         self.fifo
     }
+
+    async fn messages_left(&self) -> Result<Option<u64>, DownstreamError> {
+        Ok(Some(self.lock().messages.len() as u64))
+    }
 }
 
 #[cfg(test)]
