@@ -153,6 +153,7 @@ fn invite(
         lease: None,
         outbox: vec![],
         reminded_generation: None,
+        last_occurred_at: None,
     }
 }
 

@@ -96,6 +96,7 @@ fn invite(status: InviteStatus) -> Invite {
         }),
         outbox: vec![],
         reminded_generation: None,
+        last_occurred_at: None,
     }
 }
 
