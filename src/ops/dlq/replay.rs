@@ -1,0 +1,365 @@
+//! `dlq replay` and `dlq purge`.
+//!
+//! Replay moves matching dead letters back to the queue they came from. For each batch it sends
+//! the copies first and deletes the dead letters only after SQS accepted the copies: a crash in
+//! between leaves the dead letter in place (it reappears when its hold ends) and, at worst, a
+//! second copy is sent by the next replay — an event the worker has already handled is a no-op
+//! (its id is in the invite's history), so the duplicate changes nothing downstream.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use backon::Retryable;
+use time::OffsetDateTime;
+
+use crate::adapters::sqs::MAX_BATCH;
+use crate::error::DownstreamError;
+use crate::ops::dlq::filter::Filters;
+use crate::ops::dlq::lineage::{replay_copy, ReplayCopy};
+use crate::ops::dlq::scan::{Released, Scan, ScanOptions};
+use crate::ops::dlq::view::DeadLetterView;
+use crate::ops::queue::OpsQueue;
+use crate::ops::send::{default_backoff, send_all};
+use crate::worker::ratelimit::TokenBucket;
+
+/// A refused or failed DLQ command.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// The command refuses to run as asked (purge without its safety flag or a filter).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Downstream(#[from] DownstreamError),
+}
+
+/// What to replay and how.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    pub filters: Filters,
+    /// Replay at most this many (matching) dead letters.
+    pub max: Option<usize>,
+    /// Messages per second sent back; `None` is unlimited.
+    pub rate_per_second: Option<f64>,
+    /// Only say what would be replayed.
+    pub dry_run: bool,
+    /// Where dead letters without an `invite_worker.source_queue` go (the configured
+    /// `queue.url`).
+    pub default_queue: String,
+    pub scan: ScanOptions,
+}
+
+impl ReplayOptions {
+    /// Scan settings for a replay at `rate`: the hold outlasts sending a whole batch at that
+    /// rate, with room to spare.
+    pub fn scan_for_rate(rate_per_second: Option<f64>) -> ScanOptions {
+        let batch_seconds = match rate_per_second {
+            Some(r) if r.is_finite() && r > 0.0 => (MAX_BATCH as f64 / r).ceil() as u64,
+            _ => 0,
+        };
+        ScanOptions {
+            wait: Duration::from_secs(1),
+            hold: Duration::from_secs((60 + 2 * batch_seconds).min(43_200)),
+        }
+    }
+}
+
+/// What became of one matching dead letter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Sent to `destination` and deleted from the DLQ.
+    Replayed { destination: String },
+    /// `--dry-run`: would be sent to `destination`.
+    WouldReplay { destination: String },
+    /// Not sent (it stays on the DLQ): SQS's reason.
+    SendFailed(String),
+    /// Sent, but the DLQ copy could not be deleted: a later replay sends it again (harmless, but
+    /// worth knowing).
+    NotDeleted(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ReplayEntry {
+    pub view: DeadLetterView,
+    pub outcome: ReplayOutcome,
+    /// Original attributes that did not fit on the copy.
+    pub dropped_attributes: Vec<String>,
+}
+
+/// The tally of a replay.
+#[derive(Clone, Debug, Default)]
+pub struct ReplaySummary {
+    pub dry_run: bool,
+    pub examined: usize,
+    /// Matched the filters (and were within `--max`).
+    pub matched: usize,
+    pub replayed: usize,
+    /// Did not match the filters (left on the DLQ).
+    pub skipped: usize,
+    /// Could not be sent.
+    pub failed: usize,
+    /// Sent but not deleted from the DLQ.
+    pub not_deleted: usize,
+    pub entries: Vec<ReplayEntry>,
+    pub released: Released,
+}
+
+impl ReplaySummary {
+    /// Whether everything that matched was replayed cleanly.
+    pub fn ok(&self) -> bool {
+        self.failed == 0 && self.not_deleted == 0
+    }
+}
+
+/// Moves matching dead letters on `dlq_url` back to their queues. Errors from SQS that outlast
+/// the retries end the replay (with whatever was replayed so far already done); every message
+/// still held is released before this returns.
+pub async fn replay<Q: OpsQueue + ?Sized>(
+    queue: &Q,
+    dlq_url: &str,
+    options: &ReplayOptions,
+) -> Result<ReplaySummary, DownstreamError> {
+    let bucket = options
+        .rate_per_second
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(|r| TokenBucket::new(r, 1));
+    let mut scan = Scan::new(queue, dlq_url, options.scan);
+    let mut summary = ReplaySummary {
+        dry_run: options.dry_run,
+        ..Default::default()
+    };
+    let result = replay_walk(queue, &mut scan, options, bucket.as_ref(), &mut summary).await;
+    summary.released = scan.release_all().await;
+    result.map(|()| summary)
+}
+
+async fn replay_walk<Q: OpsQueue + ?Sized>(
+    queue: &Q,
+    scan: &mut Scan<'_, Q>,
+    options: &ReplayOptions,
+    bucket: Option<&TokenBucket>,
+    summary: &mut ReplaySummary,
+) -> Result<(), DownstreamError> {
+    let max = options.max.unwrap_or(usize::MAX);
+    loop {
+        if summary.matched >= max {
+            return Ok(());
+        }
+        let batch = scan.next(max - summary.matched).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut copies: Vec<(DeadLetterView, ReplayCopy)> = Vec::new();
+        for m in batch {
+            summary.examined += 1;
+            let view = DeadLetterView::of(&m);
+            if !options.filters.matches(&view) {
+                summary.skipped += 1;
+                continue;
+            }
+            if summary.matched >= max {
+                // Beyond --max: left alone (released at the end).
+                continue;
+            }
+            summary.matched += 1;
+            let copy = replay_copy(&m, &options.default_queue, OffsetDateTime::now_utc());
+            if options.dry_run {
+                summary.entries.push(ReplayEntry {
+                    view,
+                    outcome: ReplayOutcome::WouldReplay {
+                        destination: copy.destination,
+                    },
+                    dropped_attributes: copy.dropped_attributes,
+                });
+            } else {
+                copies.push((view, copy));
+            }
+        }
+        if copies.is_empty() {
+            continue;
+        }
+        let just_copies: Vec<ReplayCopy> = copies.iter().map(|(_, c)| c.clone()).collect();
+        let sent = send_copies(queue, &just_copies, bucket).await;
+        // Delete only what SQS accepted.
+        let accepted: Vec<usize> = (0..copies.len()).filter(|&i| sent[i].is_ok()).collect();
+        let handles: Vec<String> = accepted
+            .iter()
+            .map(|&i| copies[i].1.receipt_handle.clone())
+            .collect();
+        let deleted = delete_dead_letters(queue, scan.url(), &handles).await;
+        let mut delete_result: BTreeMap<usize, Result<(), String>> = BTreeMap::new();
+        for (k, &i) in accepted.iter().enumerate() {
+            delete_result.insert(i, deleted[k].clone());
+        }
+        for (i, (view, copy)) in copies.into_iter().enumerate() {
+            let outcome = match (&sent[i], delete_result.remove(&i)) {
+                (Err(e), _) => {
+                    summary.failed += 1;
+                    ReplayOutcome::SendFailed(e.clone())
+                }
+                (Ok(()), Some(Err(e))) => {
+                    summary.not_deleted += 1;
+                    ReplayOutcome::NotDeleted(e)
+                }
+                (Ok(()), _) => {
+                    summary.replayed += 1;
+                    scan.forget(&copy.dlq_message_id);
+                    ReplayOutcome::Replayed {
+                        destination: copy.destination.clone(),
+                    }
+                }
+            };
+            if let ReplayOutcome::SendFailed(e) | ReplayOutcome::NotDeleted(e) = &outcome {
+                tracing::warn!(message_id = %copy.dlq_message_id, error = %e, "dead letter not replayed cleanly");
+            }
+            summary.entries.push(ReplayEntry {
+                view,
+                outcome,
+                dropped_attributes: copy.dropped_attributes,
+            });
+        }
+    }
+}
+
+/// The send step of a replay: sends each copy to its destination (at most `bucket`'s rate), with
+/// retries; the result for each copy, in order. Deletes nothing.
+pub async fn send_copies<Q: OpsQueue + ?Sized>(
+    queue: &Q,
+    copies: &[ReplayCopy],
+    bucket: Option<&TokenBucket>,
+) -> Vec<Result<(), String>> {
+    let mut results = vec![Ok(()); copies.len()];
+    let mut by_destination: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, c) in copies.iter().enumerate() {
+        by_destination.entry(&c.destination).or_default().push(i);
+    }
+    for (destination, indices) in by_destination {
+        if let Some(bucket) = bucket {
+            for _ in &indices {
+                bucket.acquire().await;
+            }
+        }
+        let messages: Vec<_> = indices.iter().map(|&i| copies[i].message.clone()).collect();
+        let sent = send_all(queue, destination, &messages, default_backoff()).await;
+        for (k, r) in sent.into_iter().enumerate() {
+            results[indices[k]] = r;
+        }
+    }
+    results
+}
+
+/// Deletes messages from the DLQ by receipt handle, retrying transient failures of whole calls;
+/// the result for each, in order.
+pub async fn delete_dead_letters<Q: OpsQueue + ?Sized>(
+    queue: &Q,
+    dlq_url: &str,
+    receipt_handles: &[String],
+) -> Vec<Result<(), String>> {
+    if receipt_handles.is_empty() {
+        return Vec::new();
+    }
+    let deleted = (|| async { queue.delete(dlq_url, receipt_handles).await })
+        .retry(default_backoff())
+        .sleep(tokio::time::sleep)
+        .when(DownstreamError::is_transient)
+        .await;
+    match deleted {
+        Ok(failures) => {
+            let mut results = vec![Ok(()); receipt_handles.len()];
+            for f in failures {
+                if let Some(r) = results.get_mut(f.index) {
+                    *r = Err(format!("{}: {}", f.code, f.message));
+                }
+            }
+            results
+        }
+        Err(e) => vec![Err(e.to_string()); receipt_handles.len()],
+    }
+}
+
+/// What to purge.
+#[derive(Clone, Debug)]
+pub struct PurgeOptions {
+    /// At least one is required.
+    pub filters: Filters,
+    pub max: Option<usize>,
+    /// `--yes-delete-dead-letters`.
+    pub confirmed: bool,
+    pub scan: ScanOptions,
+}
+
+/// The tally of a purge.
+#[derive(Clone, Debug, Default)]
+pub struct PurgeSummary {
+    pub examined: usize,
+    pub skipped: usize,
+    pub deleted: Vec<DeadLetterView>,
+    pub failed: Vec<(DeadLetterView, String)>,
+    pub released: Released,
+}
+
+/// Deletes the dead letters that match the filters, for good. Refuses without
+/// `options.confirmed` and at least one filter.
+pub async fn purge<Q: OpsQueue + ?Sized>(
+    queue: &Q,
+    dlq_url: &str,
+    options: &PurgeOptions,
+) -> Result<PurgeSummary, DlqError> {
+    if !options.confirmed {
+        return Err(DlqError::Refused(
+            "purge deletes dead letters for good; add --yes-delete-dead-letters to confirm".into(),
+        ));
+    }
+    if options.filters.is_empty() {
+        return Err(DlqError::Refused(
+            "purge needs at least one --filter (e.g. --filter reason=invalid_event); to empty the whole DLQ use SQS's PurgeQueue".into(),
+        ));
+    }
+    let mut scan = Scan::new(queue, dlq_url, options.scan);
+    let mut summary = PurgeSummary::default();
+    let result = purge_walk(queue, &mut scan, options, &mut summary).await;
+    summary.released = scan.release_all().await;
+    result.map(|()| summary).map_err(DlqError::from)
+}
+
+async fn purge_walk<Q: OpsQueue + ?Sized>(
+    queue: &Q,
+    scan: &mut Scan<'_, Q>,
+    options: &PurgeOptions,
+    summary: &mut PurgeSummary,
+) -> Result<(), DownstreamError> {
+    let max = options.max.unwrap_or(usize::MAX);
+    let done = |s: &PurgeSummary| s.deleted.len() + s.failed.len();
+    loop {
+        if done(summary) >= max {
+            return Ok(());
+        }
+        let batch = scan.next(max - done(summary)).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut matched = Vec::new();
+        for m in batch {
+            summary.examined += 1;
+            let view = DeadLetterView::of(&m);
+            if !options.filters.matches(&view) {
+                summary.skipped += 1;
+            } else if done(summary) + matched.len() < max {
+                matched.push((view, m.receipt_handle));
+            }
+        }
+        let handles: Vec<String> = matched.iter().map(|(_, h)| h.clone()).collect();
+        let results = delete_dead_letters(queue, scan.url(), &handles).await;
+        for ((view, _), result) in matched.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    scan.forget(&view.message_id);
+                    summary.deleted.push(view);
+                }
+                Err(e) => summary.failed.push((view, e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
