@@ -77,7 +77,7 @@ pub fn attributes(
         (
             ATTR_ORIGINAL_MESSAGE_ID,
             DataType::String,
-            non_empty(&message.message_id),
+            non_empty(first_message_id(message)),
         ),
     ];
     let mut out: Vec<(String, DataType, String)> = ours
@@ -89,12 +89,29 @@ pub fn attributes(
     out
 }
 
+/// The id of the first message in a replay lineage: a replayed message carries it as an
+/// attribute (see `crate::ops::dlq::lineage`); any other message is its own first.
+fn first_message_id(message: &QueueMessage) -> &str {
+    message
+        .attributes
+        .get(ATTR_ORIGINAL_MESSAGE_ID)
+        .map(String::as_str)
+        .filter(|id| !id.is_empty() && *id != "-")
+        .unwrap_or(&message.message_id)
+}
+
+/// Originals that fit after ours; replay lineage (other `invite_worker.*` attributes) first, so
+/// it survives a second dead-lettering.
 fn originals_that_fit(
     originals: &BTreeMap<String, String>,
     ours: &[(String, DataType, String)],
 ) -> Vec<(String, DataType, String)> {
-    originals
+    let (lineage, senders): (Vec<_>, Vec<_>) = originals
         .iter()
+        .partition(|(name, _)| name.starts_with(ATTR_PREFIX));
+    lineage
+        .into_iter()
+        .chain(senders)
         .filter(|(name, value)| !value.is_empty() && !ours.iter().any(|(n, _, _)| n == *name))
         .take(MAX_MESSAGE_ATTRIBUTES.saturating_sub(ours.len()))
         .map(|(name, value)| (name.clone(), DataType::String, sqs_safe(value)))
@@ -232,6 +249,42 @@ mod tests {
             .iter()
             .any(|(n, _, v)| n == "invite_worker.other" && v == "kept"));
         assert!(!attrs.iter().any(|(n, _, _)| n == "empty"));
+    }
+
+    #[test]
+    fn replay_lineage_survives_a_second_dead_lettering() {
+        let attrs = attributes(
+            &message(&[
+                ("a0", "v"),
+                ("a1", "v"),
+                ("a2", "v"),
+                (ATTR_ORIGINAL_MESSAGE_ID, "first"),
+                ("invite_worker.replay_count", "1"),
+                ("invite_worker.replayed_at", "2026-11-27T09:30:00Z"),
+            ]),
+            &why("again"),
+            "v",
+            "q",
+        );
+        assert_eq!(attrs.len(), MAX_MESSAGE_ATTRIBUTES);
+        assert_eq!(
+            attrs[5],
+            (
+                ATTR_ORIGINAL_MESSAGE_ID.into(),
+                DataType::String,
+                "first".into()
+            )
+        );
+        let names: Vec<&str> = attrs[6..].iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "invite_worker.replay_count",
+                "invite_worker.replayed_at",
+                "a0",
+                "a1"
+            ]
+        );
     }
 
     #[test]
