@@ -2,6 +2,7 @@
 //! this module parses arguments, loads settings and maps results to exit codes.
 
 mod check;
+mod dlq;
 mod enqueue;
 mod invites;
 mod run;
@@ -47,14 +48,13 @@ enum Command {
         #[command(subcommand)]
         command: invites::InvitesCommand,
     },
-    /// Send events (JSON files, one event each) to the inbound queue.
-    Enqueue {
-        /// Files with one event each.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Send events that fail validation too (to exercise the dead-letter path).
-        #[arg(long)]
-        no_validate: bool,
+    /// Validate and send invites: CSV or JSON Lines in bulk, JSON files of whole events, or
+    /// one invite from flags (--email ...).
+    Enqueue(enqueue::EnqueueArgs),
+    /// Dead letters: list, replay after a fix, purge.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
     },
 }
 
@@ -82,9 +82,8 @@ pub async fn main() -> ExitCode {
             command: ConfigCommand::Check,
         } => check::check(settings).await,
         Command::Invites { command } => invites::invites(settings, command).await,
-        Command::Enqueue { files, no_validate } => {
-            enqueue::enqueue(settings, files, no_validate).await
-        }
+        Command::Enqueue(args) => enqueue::enqueue(settings, args).await,
+        Command::Dlq { command } => dlq::dlq(settings, command).await,
     };
     match result {
         Ok(code) => code,

@@ -165,68 +165,76 @@ impl EnqueueReport {
     }
 }
 
-/// Notes for rows whose address already appeared in an earlier row: the worker records the
-/// later one as a duplicate request (or, if identical, as a redelivery).
+/// Notes for invites whose address already appeared in an earlier invite of this run: the
+/// worker handles an identical event once, and records a different one for the same address as
+/// a duplicate request.
 fn repeated_addresses(prepared: &[Prepared]) -> HashMap<usize, String> {
-    let mut first: HashMap<&str, &Origin> = HashMap::new();
+    let mut first: HashMap<&str, &Prepared> = HashMap::new();
     let mut notes = HashMap::new();
     for (i, p) in prepared.iter().enumerate() {
-        let Some(email) = p.email.as_deref().filter(|_| p.problem.is_none()) else {
+        if p.event_type != Some("invite.requested") {
+            continue;
+        }
+        let Some(email) = p.email.as_deref() else {
             continue;
         };
-        match first.get(email) {
-            Some(earlier) => {
-                notes.insert(
-                    i,
-                    format!(
-                        "note: same address as {}; the worker treats it as a duplicate of that invite",
-                        earlier.label(earlier.file != p.origin.file)
-                    ),
-                );
-            }
-            None => {
-                first.insert(email, &p.origin);
-            }
-        }
+        let Some(earlier) = first.get(email) else {
+            first.insert(email, p);
+            continue;
+        };
+        let at = earlier.origin.label(earlier.origin.file != p.origin.file);
+        let note = if earlier.event_id == p.event_id {
+            format!("note: the same event as {at}; the worker handles it once")
+        } else {
+            format!(
+                "note: same address as {at}; the worker records this one as a duplicate request"
+            )
+        };
+        notes.insert(i, note);
     }
     notes
 }
 
-/// Sends the valid items (and with `no_validate` the invalid ones too) to `queue_url`; on a
-/// FIFO queue with the address as group id and the event id as deduplication id.
-pub async fn enqueue<Q: OpsQueue + ?Sized>(
-    queue: &Q,
-    queue_url: &str,
-    prepared: Vec<Prepared>,
-    options: &EnqueueOptions,
-) -> EnqueueReport {
-    let fifo = queue_url.ends_with(".fifo");
+/// The rows' results before sending, and the messages to send.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Every row, with `Sent` standing for "to be sent" until [`send`] says otherwise.
+    pub report: EnqueueReport,
+    pub outgoing: Vec<OutgoingMessage>,
+    /// For each outgoing message, its row in `report.rows`.
+    pub outgoing_rows: Vec<usize>,
+}
+
+/// Decides what to send: the valid items (and with `no_validate` the invalid ones too); on a
+/// FIFO queue (`fifo`) with the address as group id and the event id as deduplication id.
+/// Nothing is sent on a dry run, and nothing needs a queue.
+pub fn plan(prepared: Vec<Prepared>, fifo: bool, options: &EnqueueOptions) -> Plan {
     let notes = repeated_addresses(&prepared);
-    let mut rows: Vec<RowResult> = Vec::with_capacity(prepared.len());
-    let mut outgoing: Vec<OutgoingMessage> = Vec::new();
-    let mut outgoing_rows: Vec<usize> = Vec::new();
+    let mut plan = Plan {
+        report: EnqueueReport {
+            rows: Vec::with_capacity(prepared.len()),
+            dry_run: options.dry_run,
+        },
+        ..Default::default()
+    };
     for (i, p) in prepared.into_iter().enumerate() {
         let send = p.sendable() && (p.problem.is_none() || options.no_validate);
-        let (status, message) = match (&p.problem, send, options.dry_run) {
-            (Some(problem), true, _) => (
-                if options.dry_run {
-                    RowStatus::Valid
-                } else {
-                    RowStatus::Sent
-                },
+        let ready = if options.dry_run {
+            RowStatus::Valid
+        } else {
+            RowStatus::Sent
+        };
+        let (status, message) = match (&p.problem, send) {
+            (Some(problem), true) => (
+                ready,
                 format!("invalid, sent anyway (--no-validate): {problem}"),
             ),
-            (Some(problem), false, _) => (RowStatus::Invalid, problem.clone()),
-            (None, _, true) => (RowStatus::Valid, String::new()),
-            (None, _, false) => (RowStatus::Sent, String::new()),
-        };
-        let message = match notes.get(&i) {
-            Some(note) if message.is_empty() => note.clone(),
-            _ => message,
+            (Some(problem), false) => (RowStatus::Invalid, problem.clone()),
+            (None, _) => (ready, notes.get(&i).cloned().unwrap_or_default()),
         };
         if send && !options.dry_run {
-            outgoing_rows.push(i);
-            outgoing.push(OutgoingMessage {
+            plan.outgoing_rows.push(i);
+            plan.outgoing.push(OutgoingMessage {
                 id: p.origin.label(true),
                 body: p.body,
                 group_id: fifo.then(|| p.group_id.clone()),
@@ -234,7 +242,7 @@ pub async fn enqueue<Q: OpsQueue + ?Sized>(
                 attributes: Default::default(),
             });
         }
-        rows.push(RowResult {
+        plan.report.rows.push(RowResult {
             origin: p.origin,
             email: p.email,
             event_id: p.event_id,
@@ -242,20 +250,40 @@ pub async fn enqueue<Q: OpsQueue + ?Sized>(
             message,
         });
     }
-    if !outgoing.is_empty() {
-        let results = send_all(queue, queue_url, &outgoing, options.backoff).await;
-        for (k, result) in results.into_iter().enumerate() {
-            if let Err(e) = result {
-                let row = &mut rows[outgoing_rows[k]];
-                row.status = RowStatus::Failed;
-                row.message = e;
-            }
+    plan
+}
+
+/// Sends what `plan` decided; rows SQS did not accept (after the retries) become `Failed`.
+pub async fn send<Q: OpsQueue + ?Sized>(
+    queue: &Q,
+    queue_url: &str,
+    plan: Plan,
+    backoff: ExponentialBuilder,
+) -> EnqueueReport {
+    let mut report = plan.report;
+    if plan.outgoing.is_empty() {
+        return report;
+    }
+    let results = send_all(queue, queue_url, &plan.outgoing, backoff).await;
+    for (k, result) in results.into_iter().enumerate() {
+        if let Err(e) = result {
+            let row = &mut report.rows[plan.outgoing_rows[k]];
+            row.status = RowStatus::Failed;
+            row.message = e;
         }
     }
-    EnqueueReport {
-        rows,
-        dry_run: options.dry_run,
-    }
+    report
+}
+
+/// [`plan`] and [`send`] to `queue_url` (FIFO when it ends in `.fifo`).
+pub async fn enqueue<Q: OpsQueue + ?Sized>(
+    queue: &Q,
+    queue_url: &str,
+    prepared: Vec<Prepared>,
+    options: &EnqueueOptions,
+) -> EnqueueReport {
+    let plan = plan(prepared, queue_url.ends_with(".fifo"), options);
+    send(queue, queue_url, plan, options.backoff).await
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct Prepared {
     /// The address: normalised when the event is valid, as written otherwise.
     pub email: Option<String>,
     pub event_id: Option<String>,
+    /// `invite.requested`..., when the event is valid.
+    pub event_type: Option<&'static str>,
     /// `MessageGroupId` on FIFO queues: the normalised address.
     pub group_id: String,
     /// `MessageDeduplicationId` on FIFO queues: the event id.
@@ -148,6 +150,7 @@ pub fn prepare(item: Item, salt: Option<&str>) -> Prepared {
             body: String::new(),
             email,
             event_id: None,
+            event_type: None,
             group_id: INVALID_GROUP_ID.into(),
             dedup_id: String::new(),
             problem: Some(reason),
@@ -168,6 +171,7 @@ fn checked(
         Ok(event) => Prepared {
             origin,
             email: email_of(&event.body),
+            event_type: Some(event.body.type_name()),
             group_id: group_id(&event.body),
             dedup_id: event.id.clone(),
             event_id: Some(event.id),
@@ -178,6 +182,7 @@ fn checked(
             origin,
             email: raw_email(raw),
             event_id: raw_id,
+            event_type: None,
             group_id: INVALID_GROUP_ID.into(),
             dedup_id: fallback_dedup,
             problem: Some(e.to_string()),

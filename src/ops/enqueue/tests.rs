@@ -159,9 +159,34 @@ async fn a_repeated_address_is_sent_with_a_note() {
     assert!(report.all_good());
     assert_eq!(
         report.problems(),
-        ["line 3: note: same address as line 2; the worker treats it as a duplicate of that invite"]
+        ["line 3: note: same address as line 2; the worker records this one as a duplicate request"]
     );
     assert_eq!(q.bodies("q").len(), 2);
+
+    let csv = "email,given_name\njane@example.com,Jane\nJANE@example.com,Jane\n";
+    let report = enqueue(&q, "q", prepared(csv), &quick()).await;
+    assert_eq!(
+        report.problems(),
+        ["line 3: note: the same event as line 2; the worker handles it once"]
+    );
+    // A resend for the same address is not a repeated invite.
+    let mut items = parse("a.csv", "email\njane@example.com\n", Format::Auto).unwrap();
+    items.extend(
+        parse(
+            "b.jsonl",
+            r#"{"version":1,"type":"invite.resend","id":"r-1","data":{"email":"jane@example.com"}}"#,
+            Format::Jsonl,
+        )
+        .unwrap(),
+    );
+    let report = enqueue(
+        &q,
+        "q",
+        items.into_iter().map(|i| prepare(i, None)).collect(),
+        &quick(),
+    )
+    .await;
+    assert!(report.problems().is_empty(), "{:?}", report.problems());
 }
 
 #[tokio::test]
