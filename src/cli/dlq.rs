@@ -174,7 +174,7 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
                 filters: Filters::parse(&filters)?,
                 max,
                 confirmed: yes_delete_dead_letters,
-                scan: ScanOptions::default(),
+                scan: ReplayOptions::scan_for_rate(None),
             };
             let s = match dlq::purge(&sqs, dlq_url, &options).await {
                 Ok(s) => s,

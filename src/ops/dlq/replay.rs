@@ -49,8 +49,10 @@ pub struct ReplayOptions {
 }
 
 impl ReplayOptions {
-    /// Scan settings for a replay at `rate`: the hold outlasts sending a whole batch at that
-    /// rate, with room to spare.
+    /// Scan settings for a replay (or purge) at `rate`: messages are held for five minutes plus
+    /// twice the time a whole batch takes at that rate, so that the ones left alone (not
+    /// matching) stay out of the way of later receives even on a long run. After a crash they
+    /// reappear when the hold ends.
     pub fn scan_for_rate(rate_per_second: Option<f64>) -> ScanOptions {
         let batch_seconds = match rate_per_second {
             Some(r) if r.is_finite() && r > 0.0 => (MAX_BATCH as f64 / r).ceil() as u64,
@@ -58,7 +60,7 @@ impl ReplayOptions {
         };
         ScanOptions {
             wait: Duration::from_secs(1),
-            hold: Duration::from_secs((60 + 2 * batch_seconds).min(43_200)),
+            hold: Duration::from_secs((300 + 2 * batch_seconds).min(43_200)),
         }
     }
 }

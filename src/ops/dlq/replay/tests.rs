@@ -248,11 +248,11 @@ async fn the_rate_limit_paces_the_sends() {
 fn the_hold_outlasts_a_batch_at_the_rate() {
     assert_eq!(
         ReplayOptions::scan_for_rate(None).hold,
-        Duration::from_secs(60)
+        Duration::from_secs(300)
     );
     assert_eq!(
         ReplayOptions::scan_for_rate(Some(0.1)).hold,
-        Duration::from_secs(260)
+        Duration::from_secs(500)
     );
 }
 
