@@ -115,6 +115,9 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
             if settings.queue.url.is_empty() {
                 bail!("queue.url is not set (dead letters without a source queue go there)");
             }
+            if !rate.is_finite() || rate < 0.0 {
+                bail!("--rate must be a number of messages per second, 0 for no limit");
+            }
             let rate_per_second = (rate > 0.0).then_some(rate);
             let options = ReplayOptions {
                 filters: Filters::parse(&filters)?,
