@@ -137,10 +137,23 @@ pub fn moto_get(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// moto's whole state. Its `/moto-api/data.json` sometimes fails (HTTP 500: a Cognito object
+/// that does not serialise while other tests change state), so this retries for up to 60 s.
+pub fn moto_state() -> serde_json::Value {
+    let mut last = String::new();
+    for _ in 0..120 {
+        match serde_json::from_str(&moto_get("/moto-api/data.json")) {
+            Ok(v) => return v,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("moto /moto-api/data.json never answered with JSON: {last}");
+}
+
 /// Raw MIME of every SES mail moto holds for `to`.
 pub fn ses_mails_to(to: &str) -> Vec<String> {
-    let data: serde_json::Value =
-        serde_json::from_str(&moto_get("/moto-api/data.json")).expect("moto state JSON");
+    let data = moto_state();
     data["ses"]["RawMessage"]
         .as_array()
         .map(|a| {
