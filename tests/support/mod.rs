@@ -205,7 +205,8 @@ pub fn text_part(raw: &str) -> String {
         }
         if in_text && headers {
             if lower.starts_with("content-transfer-encoding:") {
-                encoding = lower["content-transfer-encoding:".len()..]
+                encoding = lower
+                    .trim_start_matches("content-transfer-encoding:")
                     .trim()
                     .to_string();
             } else if line.is_empty() {
