@@ -40,6 +40,15 @@ pub struct Env {
 
 /// Settings for a fresh, uniquely named set of resources, bootstrapped.
 pub async fn bootstrapped(tag: &str, transport: Transport) -> Env {
+    bootstrapped_named(tag, transport, |_| {}).await
+}
+
+/// Like [`bootstrapped`], with a last word on the settings before bootstrap runs.
+pub async fn bootstrapped_named(
+    tag: &str,
+    transport: Transport,
+    adjust: impl FnOnce(&mut Settings),
+) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let state_file = dir.path().join("bootstrap.toml");
     let sources = ConfigSources {
@@ -60,6 +69,7 @@ pub async fn bootstrapped(tag: &str, transport: Transport) -> Env {
     if let Ok(port) = std::env::var("INVITE_TEST_SMTP_PORT") {
         settings.email.smtp.port = port.parse().expect("INVITE_TEST_SMTP_PORT");
     }
+    adjust(&mut settings);
     let sdk = wiring::sdk_config().await;
     invite_worker::bootstrap::bootstrap(&settings, &sdk, &state_file)
         .await
