@@ -29,6 +29,11 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+/// The tests of this file run one at a time: the log test installs a thread-scoped subscriber,
+/// and a tracing callsite first reached by another test's worker at that very moment could be
+/// cached as disabled, dropping the spans the test looks for.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `GET path` over a fresh connection; (status, body).
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -68,6 +73,7 @@ async fn metrics_move_and_the_worker_is_healthy_after_a_drain() {
     if !stack_available() {
         return;
     }
+    let _serial = SERIAL.lock().await;
     let env = bootstrapped("e2e-obs", Transport::Ses).await;
     let c = components(&env).await;
     let mut options = WorkerOptions::from_settings(&c.settings, true);
@@ -292,6 +298,7 @@ fn quick_options() -> WorkerOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_cognito_opens_the_circuit_pauses_receiving_then_recovers() {
+    let _serial = SERIAL.lock().await;
     let f = fakes(CircuitPolicy {
         failure_threshold: 5,
         open_for: Duration::from_secs(2),
@@ -443,6 +450,7 @@ fn field<'a>(line: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::
 
 #[tokio::test]
 async fn log_lines_about_an_invite_carry_its_ids_and_no_address() {
+    let _serial = SERIAL.lock().await;
     let captured = Captured::default();
     // The JSON format `log.format = "json"` selects (see telemetry::init).
     let subscriber = tracing_subscriber::fmt()
@@ -452,6 +460,7 @@ async fn log_lines_about_an_invite_carry_its_ids_and_no_address() {
         .with_writer(captured.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
 
     let f = fakes(CircuitPolicy::default());
     let email = "Log.Person@example.com";
