@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod mail;
+pub mod observe;
 pub mod ports;
 pub mod telemetry;
 pub mod wiring;

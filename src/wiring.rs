@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 
 use crate::adapters::cognito::CognitoDirectory;
 use crate::adapters::dynamo::DynamoInviteStore;
+use crate::adapters::instrumented::{InstrumentedDirectory, InstrumentedMailer, InstrumentedStore};
 use crate::adapters::limited::{RateLimitedDirectory, RateLimitedMailer};
 use crate::adapters::ses::SesMailer;
 use crate::adapters::smtp::SmtpMailer;
@@ -16,8 +17,10 @@ use crate::adapters::sqs::SqsQueue;
 use crate::app::handler::{InviteService, ServiceConfig};
 use crate::app::template_composer::TemplateComposer;
 use crate::config::{Settings, Transport};
+use crate::error::Service;
 use crate::mail::templates::Templates;
-use crate::ports::{Directory, Mailer, SystemClock};
+use crate::observe::Observer;
+use crate::ports::{Directory, InviteStore, Mailer, SystemClock};
 
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -36,6 +39,8 @@ pub struct Components {
     pub mailer: Arc<dyn Mailer>,
     pub queue: Arc<SqsQueue>,
     pub service: Arc<InviteService>,
+    /// Where the service's adapters report their calls: metrics and circuit breakers.
+    pub observer: Arc<Observer>,
 }
 
 /// Checks that the settings name the resources a command needs.
@@ -73,6 +78,7 @@ pub async fn build(settings: Settings, sdk: SdkConfig) -> anyhow::Result<Compone
         )
     })?;
     let composer = Arc::new(TemplateComposer::new(templates, &settings.email));
+    let observer = Arc::new(Observer::from_settings(&settings));
 
     let store = Arc::new(DynamoInviteStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
@@ -83,23 +89,34 @@ pub async fn build(settings: Settings, sdk: SdkConfig) -> anyhow::Result<Compone
         aws_sdk_cognitoidentityprovider::Client::new(&sdk),
         settings.cognito.user_pool_id.clone(),
     );
+    // Instrumented inside the rate limiters: durations leave out the wait for a token.
     let directory: Arc<dyn Directory> = Arc::new(RateLimitedDirectory::from_settings(
-        cognito,
+        InstrumentedDirectory::new(cognito, observer.clone()),
         &settings.cognito,
     ));
     let mailer: Arc<dyn Mailer> = match settings.email.transport {
         Transport::Ses => Arc::new(RateLimitedMailer::from_settings(
-            SesMailer::new(
-                aws_sdk_sesv2::Client::new(&sdk),
-                settings.email.ses.configuration_set.clone(),
+            InstrumentedMailer::new(
+                SesMailer::new(
+                    aws_sdk_sesv2::Client::new(&sdk),
+                    settings.email.ses.configuration_set.clone(),
+                ),
+                Service::Ses,
+                observer.clone(),
             ),
             &settings.email,
         )),
         Transport::Smtp => Arc::new(RateLimitedMailer::from_settings(
-            SmtpMailer::new(&settings.email.smtp).context("setting up the SMTP transport")?,
+            InstrumentedMailer::new(
+                SmtpMailer::new(&settings.email.smtp).context("setting up the SMTP transport")?,
+                Service::Smtp,
+                observer.clone(),
+            ),
             &settings.email,
         )),
     };
+    let observed_store: Arc<dyn InviteStore> =
+        Arc::new(InstrumentedStore::new(store.clone(), observer.clone()));
     let queue = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         settings.queue.url.clone(),
@@ -107,7 +124,7 @@ pub async fn build(settings: Settings, sdk: SdkConfig) -> anyhow::Result<Compone
         WORKER_VERSION,
     ));
     let service = Arc::new(InviteService::new(
-        store.clone(),
+        observed_store,
         directory.clone(),
         mailer.clone(),
         composer,
@@ -126,6 +143,7 @@ pub async fn build(settings: Settings, sdk: SdkConfig) -> anyhow::Result<Compone
         mailer,
         queue,
         service,
+        observer,
     })
 }
 

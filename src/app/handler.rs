@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::compose::{Composer, MailKind};
 use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteRef};
@@ -229,7 +229,39 @@ impl InviteService {
         }
     }
 
+    /// The invite an event is about, for log fields (the same id the engine keys it by).
+    pub fn invite_id_of(&self, event: &InboundEvent) -> InviteId {
+        match &event.body {
+            EventBody::InviteRequested(req) => {
+                InviteId::for_email(&self.config.user_pool_id, &req.email)
+            }
+            EventBody::InviteResend { target, .. } | EventBody::InviteRevoke { target, .. } => {
+                self.invite_id_for(target)
+            }
+            EventBody::RegistrationCompleted { email, .. } => {
+                InviteId::for_email(&self.config.user_pool_id, email)
+            }
+        }
+    }
+
+    /// Applies one decoded event. Every line logged meanwhile is in an `event` span carrying
+    /// `event_id`, `event_type` and `invite_id`; both ids are also recorded in the caller's
+    /// span when it declares them (the worker's per-message span does).
     pub async fn handle_event(&self, event: &InboundEvent) -> Result<Handled, HandleError> {
+        let invite_id = self.invite_id_of(event);
+        let current = tracing::Span::current();
+        current.record("event_id", event.id.as_str());
+        current.record("invite_id", tracing::field::display(invite_id));
+        let span = tracing::info_span!(
+            "event",
+            event_id = %event.id,
+            event_type = event.body.type_name(),
+            invite_id = %invite_id,
+        );
+        self.apply_event(event).instrument(span).await
+    }
+
+    async fn apply_event(&self, event: &InboundEvent) -> Result<Handled, HandleError> {
         let base = Request {
             event_id: Some(event.id.as_str()),
             event_type: event.body.type_name(),
@@ -354,7 +386,7 @@ impl InviteService {
             };
             let step = match outcome {
                 Outcome::Note { reason } | Outcome::Refused { reason } => {
-                    self.note(current, req, reason, now).await
+                    self.note(id, current, req, reason, now).await
                 }
                 Outcome::Transition {
                     to,
@@ -401,6 +433,7 @@ impl InviteService {
     /// Records an event that changes nothing.
     async fn note(
         &self,
+        id: InviteId,
         current: Option<Invite>,
         req: &Request<'_>,
         reason: &'static str,
@@ -408,6 +441,7 @@ impl InviteService {
     ) -> Result<Handled, Step> {
         let Some(mut rec) = current else {
             info!(
+                invite_id = %id,
                 event_id = req.event_id,
                 event_type = req.event_type,
                 outcome = reason,
@@ -455,7 +489,7 @@ impl InviteService {
     ) -> Result<Handled, Step> {
         let opening = effects.contains(&Effect::ProvisionUser);
         if current.is_none() && req.email.is_none() {
-            return self.note(None, req, "unknown_invite", now).await;
+            return self.note(id, None, req, "unknown_invite", now).await;
         }
         if effects.is_empty() {
             return self.transition_only(id, current, req, to, now).await;
@@ -748,7 +782,7 @@ impl InviteService {
                 message: m,
             })?;
         let message_id = self.mailer.send(&mail).await?;
-        info!(invite_id = %rec.invite_id, kind = kind.as_str(), message_id = %message_id, "email sent");
+        info!(invite_id = %rec.invite_id, kind = kind.as_str(), mail_message_id = %message_id, "email sent");
         Ok(())
     }
 
