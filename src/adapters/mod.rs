@@ -8,3 +8,4 @@ pub mod memory;
 pub mod ses;
 pub mod smtp;
 pub mod sqs;
+pub mod sqs_publisher;
