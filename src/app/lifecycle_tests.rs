@@ -484,6 +484,18 @@ async fn play(first: Ev, second: Ev, in_order: bool) -> Ending {
     }
 }
 
+/// (first delivered, second delivered, occurred in delivery order?, [outcome of first, outcome of
+/// second], final status, Cognito user, mails sent).
+type Row = (
+    Ev,
+    Ev,
+    bool,
+    [&'static str; 2],
+    Option<InviteStatus>,
+    Option<UserStatus>,
+    &'static [&'static str],
+);
+
 /// Every ordered pair of {request, resend, revoke, completed (done), completed (not done)},
 /// with `occurred_at` in the delivery order and reversed. The same table is in
 /// docs/lifecycle.md.
@@ -498,7 +510,7 @@ async fn out_of_order_delivery_table() {
     let not = "registration_not_confirmed";
     // (first delivered, second delivered, occurred in delivery order?,
     //  [outcome of first, outcome of second], final status, Cognito user, mails sent)
-    let table: Vec<(Ev, Ev, bool, [&str; 2], Option<InviteStatus>, Option<UserStatus>, &[&str])> = vec![
+    let table: Vec<Row> = vec![
         // -- with the request (nothing exists before) --
         (R,  S,  true,  ["sent", "resent"],                Some(Sent),     FCP,  &["invite", "invite"]),
         (R,  S,  false, ["sent", "stale_event"],           Some(Sent),     FCP,  &["invite"]),
