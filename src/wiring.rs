@@ -14,13 +14,14 @@ use crate::adapters::limited::{RateLimitedDirectory, RateLimitedMailer};
 use crate::adapters::ses::SesMailer;
 use crate::adapters::smtp::SmtpMailer;
 use crate::adapters::sqs::SqsQueue;
+use crate::adapters::sqs_publisher::SqsPublisher;
 use crate::app::handler::{InviteService, ServiceConfig};
 use crate::app::template_composer::TemplateComposer;
 use crate::config::{Settings, Transport};
 use crate::error::Service;
 use crate::mail::templates::Templates;
 use crate::observe::Observer;
-use crate::ports::{Directory, InviteStore, Mailer, SystemClock};
+use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, SystemClock};
 
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -66,7 +67,34 @@ pub fn require(settings: &Settings, needs_queue: bool) -> anyhow::Result<()> {
 }
 
 pub async fn build(settings: Settings, sdk: SdkConfig) -> anyhow::Result<Components> {
+    build_with_clock(settings, sdk, Arc::new(SystemClock)).await
+}
+
+/// The lifecycle-events publisher, when `events.outbound_queue_url` names a queue.
+pub fn publisher(
+    settings: &Settings,
+    sdk: &SdkConfig,
+) -> anyhow::Result<Option<Arc<dyn Publisher>>> {
+    match settings.events.outbound_queue_url.as_str() {
+        "" => Ok(None),
+        "create" => bail!(
+            "events.outbound_queue_url is \"create\": run `invite-worker bootstrap` to create the events queue and record its URL"
+        ),
+        url => Ok(Some(Arc::new(SqsPublisher::new(
+            aws_sdk_sqs::Client::new(sdk),
+            url,
+        )))),
+    }
+}
+
+/// [`build`] with another clock (`cleanup --now` evaluates as of another time).
+pub async fn build_with_clock(
+    settings: Settings,
+    sdk: SdkConfig,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Components> {
     require(&settings, false)?;
+    let publisher = publisher(&settings, &sdk)?;
     let templates = Templates::load(
         &settings.email.templates_dir,
         &settings.email.default_locale,
@@ -123,18 +151,22 @@ pub async fn build(settings: Settings, sdk: SdkConfig) -> anyhow::Result<Compone
         settings.queue.dlq_url.clone(),
         WORKER_VERSION,
     ));
-    let service = Arc::new(InviteService::new(
+    let mut service = InviteService::new(
         observed_store,
         directory.clone(),
         mailer.clone(),
         composer,
-        Arc::new(SystemClock),
+        clock,
         ServiceConfig {
             user_pool_id: settings.cognito.user_pool_id.clone(),
             default_expiry_days: settings.invites.default_expiry_days,
             lease: Duration::from_secs(settings.worker.lease_seconds),
         },
-    ));
+    );
+    if let Some(publisher) = publisher {
+        service = service.with_publisher(publisher);
+    }
+    let service = Arc::new(service);
     Ok(Components {
         settings,
         sdk,

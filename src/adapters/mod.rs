@@ -9,3 +9,4 @@ pub mod memory;
 pub mod ses;
 pub mod smtp;
 pub mod sqs;
+pub mod sqs_publisher;

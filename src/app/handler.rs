@@ -145,9 +145,13 @@ pub struct Handled {
     pub outcome: &'static str,
     pub invite_id: Option<InviteId>,
     pub status: Option<InviteStatus>,
+    /// Whether this handling changed the invite's status (or re-sent it): `false` for notes,
+    /// refusals and no-ops, whose `outcome` may otherwise read like a transition (`expired`).
+    pub changed: bool,
 }
 
 /// What the event asks, once decoded, in terms the engine understands.
+#[derive(Clone, Copy)]
 struct Request<'a> {
     event_id: Option<&'a str>,
     event_type: &'static str,
@@ -322,6 +326,7 @@ impl InviteService {
                             outcome: "registration_not_confirmed",
                             invite_id: Some(id),
                             status: None,
+                            changed: false,
                         })
                     }
                 }
@@ -368,6 +373,7 @@ impl InviteService {
                         outcome: "redelivered",
                         invite_id: Some(id),
                         status: Some(rec.status),
+                        changed: false,
                     });
                 }
             }
@@ -381,8 +387,29 @@ impl InviteService {
                 Outcome::Note {
                     reason: "stale_event",
                 }
+            } else if let Some(reason) = moot(current.as_ref(), &trigger, now) {
+                Outcome::Note { reason }
             } else {
                 decide(current.as_ref().map(|r| r.status), &trigger)
+            };
+            // Only requests, revokes and re-opening resends order the invite: a resend of an open
+            // invite must not make an older revoke look stale (the revoke would be lost).
+            let unordered;
+            let req = if matches!(trigger, Trigger::Resend)
+                && !matches!(
+                    outcome,
+                    Outcome::Transition {
+                        new_generation: true,
+                        ..
+                    }
+                ) {
+                unordered = Request {
+                    occurred_at: None,
+                    ..*req
+                };
+                &unordered
+            } else {
+                req
             };
             let step = match outcome {
                 Outcome::Note { reason } | Outcome::Refused { reason } => {
@@ -451,6 +478,7 @@ impl InviteService {
                 outcome: reason,
                 invite_id: None,
                 status: None,
+                changed: false,
             });
         };
         if req.event_id.is_some() {
@@ -471,6 +499,7 @@ impl InviteService {
             outcome: reason,
             invite_id: Some(rec.invite_id),
             status: Some(rec.status),
+            changed: false,
         })
     }
 
@@ -657,15 +686,7 @@ impl InviteService {
                 },
                 Effect::RotatePassword => match self.rotate(rec).await? {
                     Some(p) => password = Some(p),
-                    None => {
-                        return Ok(Finish {
-                            to: InviteStatus::Accepted,
-                            reason: Some("found_confirmed".into()),
-                            invitation_sent: false,
-                            reminder_sent: false,
-                            sub: None,
-                        })
-                    }
+                    None => return self.accept_found(rec).await,
                 },
                 Effect::SendInvitation => {
                     let pw = password
@@ -679,13 +700,7 @@ impl InviteService {
                         && *trigger == Trigger::ExpiryReached
                     {
                         // A confirmed user is never deleted: the person accepted after all.
-                        return Ok(Finish {
-                            to: InviteStatus::Accepted,
-                            reason: Some("found_confirmed".into()),
-                            invitation_sent: false,
-                            reminder_sent: false,
-                            sub: None,
-                        });
+                        return self.accept_found(rec).await;
                     }
                 }
                 Effect::AddToGroups => {
@@ -708,6 +723,25 @@ impl InviteService {
             }
         }
         Ok(finish)
+    }
+
+    /// The person completed registration although nobody reported it (found while rotating a
+    /// password or deleting an unused user): the invite is accepted with the same effects as a
+    /// reported acceptance, so the groups are never missing.
+    async fn accept_found(&self, rec: &Invite) -> Result<Finish, HandleError> {
+        for group in &rec.details.groups {
+            self.directory
+                .add_user_to_group(&rec.username, group)
+                .await?;
+        }
+        self.send(MailKind::Welcome, rec, None).await?;
+        Ok(Finish {
+            to: InviteStatus::Accepted,
+            reason: Some("found_confirmed".into()),
+            invitation_sent: false,
+            reminder_sent: false,
+            sub: None,
+        })
     }
 
     /// Creates the user with a fresh temporary password, or gives an existing never-used user a
@@ -846,6 +880,7 @@ impl InviteService {
             outcome,
             invite_id: Some(rec.invite_id),
             status: Some(finish.to),
+            changed: true,
         })
     }
 
@@ -892,6 +927,7 @@ impl InviteService {
             outcome: to.as_str(),
             invite_id: Some(rec.invite_id),
             status: Some(to),
+            changed: true,
         })
     }
 
@@ -914,6 +950,15 @@ impl InviteService {
                 return;
             };
             if rec.outbox.is_empty() {
+                return;
+            }
+            if rec
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.until > self.clock.now())
+            {
+                // Work is in flight: its final write would lose the race against ours, and it
+                // flushes the outbox itself when it finishes.
                 return;
             }
             let mut published = Vec::new();
@@ -1021,6 +1066,26 @@ fn is_stale(
         trigger,
         Trigger::Requested | Trigger::Resend | Trigger::Revoke
     ) && rec.last_occurred_at.is_some_and(|last| at < last)
+}
+
+/// Whether an internal trigger no longer applies to the record as it is now (it changed since the
+/// caller looked): an invite whose expiry was extended by a resend is not expired, and an invite
+/// already reminded in this generation is not reminded again. Checked on the freshly loaded
+/// record, inside the conditional-write loop, so two cleanups cannot both act on stale reads.
+fn moot(current: Option<&Invite>, trigger: &Trigger, now: OffsetDateTime) -> Option<&'static str> {
+    let rec = current?;
+    match trigger {
+        Trigger::ExpiryReached if rec.status.is_open() && rec.expires_at > now => {
+            Some("not_expired")
+        }
+        Trigger::ReminderDue
+            if rec.status == InviteStatus::Sent
+                && rec.reminded_generation == Some(rec.generation) =>
+        {
+            Some("already_reminded")
+        }
+        _ => None,
+    }
 }
 
 fn stamp(rec: &mut Invite, occurred_at: Option<OffsetDateTime>) {

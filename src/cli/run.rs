@@ -30,8 +30,21 @@ pub async fn run(settings: Settings, until_idle: bool) -> anyhow::Result<ExitCod
     let _http = start_http(&c, &worker).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    // Lifecycle events a publishing outage left in outboxes go out from here (every ~60 s).
+    let relay_stop = shutdown.child_token();
+    let relay = (!c.settings.events.outbound_queue_url.is_empty()).then(|| {
+        tokio::spawn(crate::lifecycle::relay::relay_periodically(
+            c.service.clone(),
+            crate::lifecycle::relay::RELAY_INTERVAL,
+            relay_stop.clone(),
+        ))
+    });
     info!(queue = %c.settings.queue.url, fifo = c.settings.queue_is_fifo(), "worker starting");
     let summary = worker.run(shutdown).await;
+    relay_stop.cancel();
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     info!(?summary, "worker stopped");
     eprintln!("{summary:?}");
     Ok(ExitCode::SUCCESS)
