@@ -56,7 +56,7 @@ async fn a_redelivered_event_makes_no_second_user_or_email() {
     let c = components(&env).await;
     let email = recipient("dup");
     let event = invite_event(&unique("evt"), &email);
-    enqueue(&env, &[event.clone()]).await;
+    enqueue(&env, std::slice::from_ref(&event)).await;
     drain(&c).await;
     // The same event again (an SQS redelivery, or the sender retrying), and a second request
     // with a new id for the same open invite.

@@ -65,6 +65,9 @@ pub const STANDARD_ATTRIBUTES: [&str; 19] = [
     "zoneinfo",
 ];
 
+/// Attributes Cognito maintains itself; they appear in schemas but are never set by invites.
+pub const SYSTEM_ATTRIBUTES: [&str; 2] = ["identities", "sub"];
+
 fn standard_spec(name: &str) -> AttributeSpec {
     AttributeSpec {
         name: name.to_string(),

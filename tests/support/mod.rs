@@ -40,6 +40,15 @@ pub struct Env {
 
 /// Settings for a fresh, uniquely named set of resources, bootstrapped.
 pub async fn bootstrapped(tag: &str, transport: Transport) -> Env {
+    bootstrapped_named(tag, transport, |_| {}).await
+}
+
+/// Like [`bootstrapped`], with a last word on the settings before bootstrap runs.
+pub async fn bootstrapped_named(
+    tag: &str,
+    transport: Transport,
+    adjust: impl FnOnce(&mut Settings),
+) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let state_file = dir.path().join("bootstrap.toml");
     let sources = ConfigSources {
@@ -60,6 +69,7 @@ pub async fn bootstrapped(tag: &str, transport: Transport) -> Env {
     if let Ok(port) = std::env::var("INVITE_TEST_SMTP_PORT") {
         settings.email.smtp.port = port.parse().expect("INVITE_TEST_SMTP_PORT");
     }
+    adjust(&mut settings);
     let sdk = wiring::sdk_config().await;
     invite_worker::bootstrap::bootstrap(&settings, &sdk, &state_file)
         .await
@@ -137,10 +147,23 @@ pub fn moto_get(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// moto's whole state. Its `/moto-api/data.json` sometimes fails (HTTP 500: a Cognito object
+/// that does not serialise while other tests change state), so this retries for up to 60 s.
+pub fn moto_state() -> serde_json::Value {
+    let mut last = String::new();
+    for _ in 0..120 {
+        match serde_json::from_str(&moto_get("/moto-api/data.json")) {
+            Ok(v) => return v,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("moto /moto-api/data.json never answered with JSON: {last}");
+}
+
 /// Raw MIME of every SES mail moto holds for `to`.
 pub fn ses_mails_to(to: &str) -> Vec<String> {
-    let data: serde_json::Value =
-        serde_json::from_str(&moto_get("/moto-api/data.json")).expect("moto state JSON");
+    let data = moto_state();
     data["ses"]["RawMessage"]
         .as_array()
         .map(|a| {
@@ -192,7 +215,8 @@ pub fn text_part(raw: &str) -> String {
         }
         if in_text && headers {
             if lower.starts_with("content-transfer-encoding:") {
-                encoding = lower["content-transfer-encoding:".len()..]
+                encoding = lower
+                    .trim_start_matches("content-transfer-encoding:")
                     .trim()
                     .to_string();
             } else if line.is_empty() {
