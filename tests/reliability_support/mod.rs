@@ -293,8 +293,20 @@ pub async fn enqueue_batched(env: &Env, bodies: &[String]) {
 
 /// Every SES mail moto holds, by recipient (`To:`), oldest first. One fetch of moto's state.
 pub fn mails_by_recipient() -> HashMap<String, Vec<String>> {
-    let data: serde_json::Value =
-        serde_json::from_str(&support::moto_get("/moto-api/data.json")).expect("moto state JSON");
+    // moto builds this from live state and now and then fails while other tests change it.
+    let mut attempt = 0;
+    let data: serde_json::Value = loop {
+        let text = support::moto_get("/moto-api/data.json");
+        match serde_json::from_str(&text) {
+            Ok(v) => break v,
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                eprintln!("moto /moto-api/data.json unreadable ({e}); again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => panic!("moto state JSON: {e}: {}", &text[..text.len().min(300)]),
+        }
+    };
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for raw in data["ses"]["RawMessage"]
         .as_array()
