@@ -66,6 +66,12 @@ async fn sigkill_at_random_moments_loses_nothing_and_makes_nothing_twice() {
         lifetimes.push(delay.as_millis());
     }
     let kill_phase = started.elapsed();
+    let sent_when_kills_ended = records(&env, &emails)
+        .await
+        .values()
+        .flatten()
+        .filter(|r| r.status == InviteStatus::Sent)
+        .count();
     let (status, final_run) = spec.run_until_idle(Duration::from_secs(600));
     assert!(status.success(), "final run failed; log {}", log.display());
     let wall = started.elapsed();
@@ -116,6 +122,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_makes_nothing_twice() {
         "worker lifetimes before kill (ms)",
         format!("{lifetimes:?}"),
     );
+    f.add("invites sent when the kills ended", sent_when_kills_ended);
     f.add(
         "invites sent",
         records
