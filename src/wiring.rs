@@ -145,12 +145,17 @@ pub async fn build_with_clock(
     };
     let observed_store: Arc<dyn InviteStore> =
         Arc::new(InstrumentedStore::new(store.clone(), observer.clone()));
-    let queue = Arc::new(SqsQueue::new(
-        aws_sdk_sqs::Client::new(&sdk),
-        settings.queue.url.clone(),
-        settings.queue.dlq_url.clone(),
-        WORKER_VERSION,
-    ));
+    let queue = Arc::new(
+        SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            settings.queue.url.clone(),
+            settings.queue.dlq_url.clone(),
+            WORKER_VERSION,
+        )
+        .with_visibility_timeout(Duration::from_secs(
+            settings.queue.visibility_timeout_seconds,
+        )),
+    );
     let mut service = InviteService::new(
         observed_store,
         directory.clone(),

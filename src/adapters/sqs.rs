@@ -97,6 +97,7 @@ pub struct SqsQueue {
     queue_url: String,
     dlq_url: String,
     worker_version: String,
+    visibility_timeout: Option<Duration>,
 }
 
 impl SqsQueue {
@@ -111,7 +112,15 @@ impl SqsQueue {
             queue_url: queue_url.into(),
             dlq_url: dlq_url.into(),
             worker_version: worker_version.to_string(),
+            visibility_timeout: None,
         }
+    }
+
+    /// Receives with this visibility timeout instead of the queue's own, so a killed worker's
+    /// messages come back after the time the worker is configured for.
+    pub fn with_visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility_timeout = Some(timeout);
+        self
     }
 
     pub fn queue_url(&self) -> &str {
@@ -234,7 +243,8 @@ impl SqsQueue {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError> {
-        self.receive_from(&self.queue_url, max, wait, None).await
+        self.receive_from(&self.queue_url, max, wait, self.visibility_timeout)
+            .await
     }
 
     async fn delete_batch(

@@ -32,8 +32,9 @@ use crate::ports::{
 
 /// How often a lost race (a version conflict) is retried within one handling.
 const MAX_CONFLICT_RETRIES: usize = 5;
-/// The longest a message waits before looking again at an invite another worker holds.
-const BUSY_RETRY_SECONDS: i64 = 10;
+/// The longest a message waits before looking again at an invite another worker holds (the
+/// SQS visibility limit is 12 hours; a lease is minutes).
+const MAX_BUSY_WAIT_SECONDS: i64 = 3600;
 
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
@@ -87,9 +88,13 @@ impl HandleError {
                 downstream: Some(e.service),
             },
             HandleError::Busy(_, until) => {
-                // Usually a duplicate delivery handled right now elsewhere: look again soon;
-                // a crashed holder's lease needs its full time, so a few more rounds then.
-                let wait = (*until - now).whole_seconds().clamp(1, BUSY_RETRY_SECONDS);
+                // Come back when the holder's lease ends: a live holder has finished by then
+                // (and this delivery is a no-op), a dead one has let go. Waiting the whole lease
+                // keeps a stale lease from using up the message's attempts.
+                let wait = (*until - now)
+                    .whole_seconds()
+                    .saturating_add(1)
+                    .clamp(1, MAX_BUSY_WAIT_SECONDS);
                 Disposition::Retry {
                     reason: self.to_string(),
                     after: Some(Duration::from_secs(wait as u64)),
