@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::email::EmailAddress;
 use super::invite::{InviteDetails, InviteId};
-use super::text::check_text;
+use super::text::{check_text, forbidden_char};
 
 pub const CONTRACT_VERSION: u64 = 1;
 /// Bodies larger than this are refused before parsing.
@@ -134,7 +134,11 @@ pub fn decode(body: &str) -> Result<InboundEvent, DecodeError> {
     if !EVENT_TYPES.contains(&kind.as_str()) {
         return Err(DecodeError::new(
             "type",
-            format!("{kind:?} is not one of {}", EVENT_TYPES.join(", ")),
+            format!(
+                "{:?} is not one of {}",
+                printable(&kind),
+                EVENT_TYPES.join(", ")
+            ),
         ));
     }
     let id = top.required("id", |v, f| event_id(v, f))?;
@@ -283,11 +287,14 @@ impl Fields {
     }
 }
 
+/// Input echoed in an error (a field name, an unknown type): at most 64 characters, with
+/// control and invisible formatting characters shown as `?`, so that a reason stays short and
+/// safe for a DLQ message attribute and a log line.
 fn printable(s: &str) -> String {
     let cleaned: String = s
         .chars()
         .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if forbidden_char(c) { '?' } else { c })
         .collect();
     cleaned
 }
