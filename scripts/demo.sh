@@ -35,4 +35,5 @@ echo "== dead letters"
 "$bin" dlq list 2>/dev/null || echo "(dlq list not available)"
 echo
 echo "== emails (open the file:// links in a browser)"
-python3 scripts/export_mail.py --endpoint "$AWS_ENDPOINT_URL" --out .local/mail
+recipients=$("$bin" invites list --json | python3 -c 'import json,sys; print(",".join(i["email"] for i in json.load(sys.stdin)["invites"]))')
+python3 scripts/export_mail.py --endpoint "$AWS_ENDPOINT_URL" --smtp-dir "" --out .local/mail --to "$recipients"

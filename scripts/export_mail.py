@@ -52,11 +52,15 @@ def main():
     p.add_argument("--smtp-dir", default=os.environ.get("INVITE_TEST_MAIL_DIR", ""))
     p.add_argument("--out", default=".local/mail")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--to", default="", help="comma-separated recipients to keep (default: all)")
     a = p.parse_args()
+    keep = {t.strip().lower() for t in a.to.split(",") if t.strip()}
     os.makedirs(a.out, exist_ok=True)
     rows = []
     for i, (transport, raw) in enumerate(ses_messages(a.endpoint) + smtp_messages(a.smtp_dir), start=1):
         to, subject, html, text, invite_id = parts(raw)
+        if keep and to.strip().lower() not in keep:
+            continue
         stem = os.path.join(a.out, f"{i:03d}-{re.sub(r'[^A-Za-z0-9@._-]', '_', to)[:80]}")
         for ext, content in ((".eml", raw), (".html", html), (".txt", text)):
             with open(stem + ext, "w", encoding="utf-8") as f:

@@ -4,9 +4,12 @@
 pub mod adapters;
 pub mod app;
 pub mod bootstrap;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod mail;
 pub mod ports;
+pub mod telemetry;
+pub mod wiring;
 pub mod worker;

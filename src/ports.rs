@@ -202,6 +202,24 @@ pub trait Queue: Send + Sync {
         why: &DeadLetter,
     ) -> Result<(), DownstreamError>;
     fn is_fifo(&self) -> bool;
+
+    /// Messages still on the queue, visible or not (waiting out a retry delay), when the queue
+    /// can say; `--until-idle` keeps polling while this is above zero.
+    async fn messages_left(&self) -> Result<Option<u64>, DownstreamError> {
+        Ok(None)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle events out (an SQS queue HR and CRM systems read)
+
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    /// Publishes one lifecycle event. At least once: consumers deduplicate by the event's `id`.
+    async fn publish(
+        &self,
+        event: &crate::domain::invite::PendingPublication,
+    ) -> Result<(), DownstreamError>;
 }
 
 // ---------------------------------------------------------------------------------------------

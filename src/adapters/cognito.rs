@@ -19,34 +19,10 @@ use tokio::sync::OnceCell;
 
 use crate::adapters::aws_errors;
 use crate::domain::pool::{AttributeKind, AttributeSpec};
+use crate::domain::pool::{STANDARD_ATTRIBUTES, SYSTEM_ATTRIBUTES};
 use crate::domain::{PasswordPolicy, PoolProfile, TemporaryPassword};
 use crate::error::{DownstreamError, ErrorKind, Service};
 use crate::ports::{CreateOutcome, Directory, NewUser, UserInfo, UserStatus};
-
-/// Cognito's standard attributes: any other schema name is a custom attribute.
-const STANDARD_ATTRIBUTES: &[&str] = &[
-    "address",
-    "birthdate",
-    "email",
-    "email_verified",
-    "family_name",
-    "gender",
-    "given_name",
-    "identities",
-    "locale",
-    "middle_name",
-    "name",
-    "nickname",
-    "phone_number",
-    "phone_number_verified",
-    "picture",
-    "preferred_username",
-    "profile",
-    "sub",
-    "updated_at",
-    "website",
-    "zoneinfo",
-];
 
 /// Cognito's default `TemporaryPasswordValidityDays`.
 const DEFAULT_TEMPORARY_PASSWORD_VALIDITY_DAYS: u32 = 7;
@@ -393,7 +369,8 @@ fn attribute_spec(a: &SchemaAttributeType) -> Option<AttributeSpec> {
 /// `dev:custom:foo` for developer-only ones, whatever prefix the service returned.
 fn normalised_name(raw: &str, developer_only: bool) -> String {
     let bare = raw.strip_prefix("dev:").unwrap_or(raw);
-    let custom = bare.starts_with("custom:") || !STANDARD_ATTRIBUTES.contains(&bare);
+    let custom = bare.starts_with("custom:")
+        || !(STANDARD_ATTRIBUTES.contains(&bare) || SYSTEM_ATTRIBUTES.contains(&bare));
     let bare = bare.strip_prefix("custom:").unwrap_or(bare);
     match (developer_only, custom) {
         (true, _) => format!("dev:custom:{bare}"),

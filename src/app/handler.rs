@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::compose::{Composer, MailKind};
 use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteRef};
+use crate::domain::invite::PendingPublication;
 use crate::domain::password::generate;
 use crate::domain::state::{decide, Effect, Outcome, Trigger};
 use crate::domain::{
@@ -25,11 +26,14 @@ use crate::domain::{
 };
 use crate::error::{Disposition, DownstreamError};
 use crate::ports::{
-    Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, StoreError, UserStatus,
+    Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher, StoreError,
+    UserStatus,
 };
 
 /// How often a lost race (a version conflict) is retried within one handling.
 const MAX_CONFLICT_RETRIES: usize = 5;
+/// The longest a message waits before looking again at an invite another worker holds.
+const BUSY_RETRY_SECONDS: i64 = 10;
 
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
@@ -83,10 +87,12 @@ impl HandleError {
                 downstream: Some(e.service),
             },
             HandleError::Busy(_, until) => {
-                let wait = (*until - now).max(time::Duration::seconds(1));
+                // Usually a duplicate delivery handled right now elsewhere: look again soon;
+                // a crashed holder's lease needs its full time, so a few more rounds then.
+                let wait = (*until - now).whole_seconds().clamp(1, BUSY_RETRY_SECONDS);
                 Disposition::Retry {
                     reason: self.to_string(),
-                    after: Some(Duration::from_secs(wait.whole_seconds().max(1) as u64)),
+                    after: Some(Duration::from_secs(wait as u64)),
                     downstream: None,
                 }
             }
@@ -149,6 +155,7 @@ struct Request<'a> {
     details: Option<&'a InviteDetails>,
     expires_in_days: Option<u32>,
     reason: Option<&'a str>,
+    occurred_at: Option<OffsetDateTime>,
 }
 
 pub struct InviteService {
@@ -158,6 +165,7 @@ pub struct InviteService {
     composer: Arc<dyn Composer>,
     clock: Arc<dyn Clock>,
     config: ServiceConfig,
+    publisher: Option<Arc<dyn Publisher>>,
 }
 
 impl InviteService {
@@ -176,7 +184,14 @@ impl InviteService {
             composer,
             clock,
             config,
+            publisher: None,
         }
+    }
+
+    /// Publishes lifecycle events (through the record's outbox) to `publisher`.
+    pub fn with_publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
     }
 
     pub fn config(&self) -> &ServiceConfig {
@@ -222,6 +237,7 @@ impl InviteService {
             details: None,
             expires_in_days: None,
             reason: None,
+            occurred_at: event.occurred_at,
         };
         match &event.body {
             EventBody::InviteRequested(req) => {
@@ -250,8 +266,13 @@ impl InviteService {
                     .await
             }
             EventBody::InviteRevoke { target, reason } => {
+                let email = match target {
+                    InviteRef::Email(e) => Some(e),
+                    InviteRef::Id(_) => None,
+                };
                 let request = Request {
                     reason: reason.as_deref(),
+                    email,
                     ..base
                 };
                 self.apply(self.invite_id_for(target), Trigger::Revoke, &request)
@@ -290,6 +311,7 @@ impl InviteService {
             details: None,
             expires_in_days: None,
             reason: None,
+            occurred_at: None,
         };
         self.apply(id, trigger, &request).await
     }
@@ -323,7 +345,13 @@ impl InviteService {
             {
                 return Err(HandleError::Busy(id, until));
             }
-            let outcome = decide(current.as_ref().map(|r| r.status), &trigger);
+            let outcome = if is_stale(current.as_ref(), &trigger, req.occurred_at) {
+                Outcome::Note {
+                    reason: "stale_event",
+                }
+            } else {
+                decide(current.as_ref().map(|r| r.status), &trigger)
+            };
             let step = match outcome {
                 Outcome::Note { reason } | Outcome::Refused { reason } => {
                     self.note(current, req, reason, now).await
@@ -400,6 +428,7 @@ impl InviteService {
                 Some(reason.to_string()),
                 rec.generation,
             ));
+            stamp(&mut rec, req.occurred_at);
             bump(&mut rec, now);
             self.save(&rec).await?;
         }
@@ -425,6 +454,12 @@ impl InviteService {
         now: OffsetDateTime,
     ) -> Result<Handled, Step> {
         let opening = effects.contains(&Effect::ProvisionUser);
+        if current.is_none() && req.email.is_none() {
+            return self.note(None, req, "unknown_invite", now).await;
+        }
+        if effects.is_empty() {
+            return self.transition_only(id, current, req, to, now).await;
+        }
         let mut rec = match (current, new_generation) {
             (None, true) => self.new_record(id, req, now)?,
             (Some(prev), true) => self.reopen(prev, req, now),
@@ -480,6 +515,7 @@ impl InviteService {
                         to: InviteStatus::Failed,
                         reason: Some(code),
                         invitation_sent: false,
+                        reminder_sent: false,
                         sub: None,
                     };
                     self.finish(rec, from, finish, req, self.clock.now())
@@ -498,11 +534,12 @@ impl InviteService {
         req: &Request<'_>,
         now: OffsetDateTime,
     ) -> Result<Invite, Step> {
-        let (Some(email), Some(details)) = (req.email, req.details) else {
-            return Err(Step::Failed(HandleError::Corrupt(
-                "an invite can only be opened by invite.requested".into(),
-            )));
+        let Some(email) = req.email else {
+            return Err(Step::Failed(HandleError::Corrupt(format!(
+                "no email to open invite {id} with"
+            ))));
         };
+        let details = req.details.cloned().unwrap_or_default();
         Ok(Invite {
             invite_id: id,
             user_pool_id: self.config.user_pool_id.clone(),
@@ -523,12 +560,13 @@ impl InviteService {
             accepted_at: None,
             send_count: 0,
             user_sub: None,
-            details: details.clone(),
+            details,
             history: vec![],
             version: 0,
             lease: None,
             outbox: vec![],
             reminded_generation: None,
+            last_occurred_at: None,
         })
     }
 
@@ -562,11 +600,9 @@ impl InviteService {
             to: target,
             reason: None,
             invitation_sent: false,
+            reminder_sent: false,
             sub: None,
         };
-        if let Trigger::Revoke = trigger {
-            finish.reason = None;
-        }
         let mut password: Option<TemporaryPassword> = None;
         for effect in effects {
             match effect {
@@ -580,6 +616,7 @@ impl InviteService {
                             to: InviteStatus::Failed,
                             reason: Some("already_registered".into()),
                             invitation_sent: false,
+                            reminder_sent: false,
                             sub: None,
                         });
                     }
@@ -591,6 +628,7 @@ impl InviteService {
                             to: InviteStatus::Accepted,
                             reason: Some("found_confirmed".into()),
                             invitation_sent: false,
+                            reminder_sent: false,
                             sub: None,
                         })
                     }
@@ -611,6 +649,7 @@ impl InviteService {
                             to: InviteStatus::Accepted,
                             reason: Some("found_confirmed".into()),
                             invitation_sent: false,
+                            reminder_sent: false,
                             sub: None,
                         });
                     }
@@ -624,6 +663,13 @@ impl InviteService {
                 }
                 Effect::SendWelcome => {
                     self.send(MailKind::Welcome, rec, None).await?;
+                }
+                Effect::SendReminder => {
+                    let pw = password
+                        .as_ref()
+                        .ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
+                    self.send(MailKind::Reminder, rec, Some(pw)).await?;
+                    finish.reminder_sent = true;
                 }
             }
         }
@@ -732,6 +778,9 @@ impl InviteService {
         if finish.sub.is_some() {
             rec.user_sub = finish.sub;
         }
+        if finish.reminder_sent {
+            rec.reminded_generation = Some(rec.generation);
+        }
         if finish.to == InviteStatus::Accepted {
             rec.accepted_at = Some(now);
         }
@@ -743,15 +792,20 @@ impl InviteService {
             reason,
             rec.generation,
         ));
+        stamp(&mut rec, req.occurred_at);
         bump(&mut rec, now);
+        if !finish.reminder_sent {
+            self.queue_publication(&mut rec, finish.to, now);
+        }
         self.save(&rec).await.map_err(|s| match s {
             Step::Conflict => Step::Failed(HandleError::Contended(rec.invite_id)),
             other => other,
         })?;
-        let outcome = if from == InviteStatus::Sent && finish.to == InviteStatus::Sent {
-            "resent"
-        } else {
-            finish.to.as_str()
+        self.flush_outbox(rec.invite_id).await;
+        let outcome = match (from, finish.to) {
+            _ if finish.reminder_sent => "reminded",
+            (InviteStatus::Sent, InviteStatus::Sent) => "resent",
+            (_, to) => to.as_str(),
         };
         info!(invite_id = %rec.invite_id, event_id = req.event_id, from = %from, to = %finish.to, generation = rec.generation, "invite transition");
         Ok(Handled {
@@ -759,6 +813,112 @@ impl InviteService {
             invite_id: Some(rec.invite_id),
             status: Some(finish.to),
         })
+    }
+
+    /// A transition without side effects (a revoke that arrives before its request leaves a
+    /// `revoked` tombstone): one conditional write.
+    async fn transition_only(
+        &self,
+        id: InviteId,
+        current: Option<Invite>,
+        req: &Request<'_>,
+        to: InviteStatus,
+        now: OffsetDateTime,
+    ) -> Result<Handled, Step> {
+        let mut rec = match current {
+            Some(rec) => rec,
+            None => {
+                let mut rec = self.new_record(id, req, now)?;
+                rec.generation = 0;
+                rec
+            }
+        };
+        let from = if rec.version == 0 {
+            None
+        } else {
+            Some(rec.status)
+        };
+        rec.status = to;
+        rec.reason = req.reason.map(str::to_string);
+        rec.push_history(history(
+            now,
+            from,
+            to,
+            req,
+            rec.reason.clone(),
+            rec.generation,
+        ));
+        stamp(&mut rec, req.occurred_at);
+        bump(&mut rec, now);
+        self.queue_publication(&mut rec, to, now);
+        self.save(&rec).await?;
+        self.flush_outbox(rec.invite_id).await;
+        info!(invite_id = %rec.invite_id, event_id = req.event_id, to = %to, "invite transition without side effects");
+        Ok(Handled {
+            outcome: to.as_str(),
+            invite_id: Some(rec.invite_id),
+            status: Some(to),
+        })
+    }
+
+    /// Adds the lifecycle event for a transition to `to` to the record's outbox (written in the
+    /// same conditional write as the transition, so a crash cannot lose it).
+    fn queue_publication(&self, rec: &mut Invite, to: InviteStatus, now: OffsetDateTime) {
+        if self.publisher.is_none() || to == InviteStatus::Pending {
+            return;
+        }
+        rec.outbox.push(lifecycle_event(rec, to, now));
+    }
+
+    /// Publishes what the record's outbox holds and removes it; failures stay for the relay.
+    pub async fn flush_outbox(&self, id: InviteId) {
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Ok(Some(mut rec)) = self.store.load(&id).await else {
+                return;
+            };
+            if rec.outbox.is_empty() {
+                return;
+            }
+            let mut published = Vec::new();
+            for event in &rec.outbox {
+                match publisher.publish(event).await {
+                    Ok(()) => published.push(event.event_id.clone()),
+                    Err(e) => {
+                        warn!(invite_id = %id, event_type = %event.event_type, error = %e, "lifecycle event not published yet; the relay will retry");
+                        break;
+                    }
+                }
+            }
+            if published.is_empty() {
+                return;
+            }
+            rec.outbox.retain(|e| !published.contains(&e.event_id));
+            rec.version += 1;
+            match self.store.save(&rec).await {
+                Ok(()) => return,
+                Err(StoreError::Conflict) => continue,
+                Err(e) => {
+                    warn!(invite_id = %id, error = %e, "could not clear the outbox; events may be published twice");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publishes every outbox left behind by a crash or an outage; returns how many invites it
+    /// looked at.
+    pub async fn relay_unpublished(&self, limit: usize) -> Result<usize, HandleError> {
+        if self.publisher.is_none() {
+            return Ok(0);
+        }
+        let ids = self.store.with_unpublished(limit).await?;
+        for id in &ids {
+            self.flush_outbox(*id).await;
+        }
+        Ok(ids.len())
     }
 
     /// Gives up the lease after a transient failure so the retry need not wait for it to expire.
@@ -802,6 +962,7 @@ struct Finish {
     to: InviteStatus,
     reason: Option<String>,
     invitation_sent: bool,
+    reminder_sent: bool,
     sub: Option<String>,
 }
 
@@ -809,6 +970,66 @@ fn rejection(e: &HandleError) -> Option<String> {
     match e {
         HandleError::Rejected { code, .. } => Some(code.clone()),
         _ => None,
+    }
+}
+
+/// Whether an event is older than the newest one already applied (out-of-order delivery).
+/// Acceptance is a fact read from Cognito, never stale.
+fn is_stale(
+    current: Option<&Invite>,
+    trigger: &Trigger,
+    occurred_at: Option<OffsetDateTime>,
+) -> bool {
+    let (Some(rec), Some(at)) = (current, occurred_at) else {
+        return false;
+    };
+    matches!(
+        trigger,
+        Trigger::Requested | Trigger::Resend | Trigger::Revoke
+    ) && rec.last_occurred_at.is_some_and(|last| at < last)
+}
+
+fn stamp(rec: &mut Invite, occurred_at: Option<OffsetDateTime>) {
+    if let Some(at) = occurred_at {
+        rec.last_occurred_at = Some(rec.last_occurred_at.map_or(at, |last| last.max(at)));
+    }
+}
+
+/// The outbound lifecycle event for a transition (contract in docs/lifecycle-events.md). Its id
+/// is derived from the invite and the record version, so a re-publication carries the same id.
+pub fn lifecycle_event(rec: &Invite, to: InviteStatus, now: OffsetDateTime) -> PendingPublication {
+    let event_type = format!("invite.{}", to.as_str());
+    let name = format!("{}/{}/{}", rec.invite_id, rec.version, event_type);
+    let event_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string();
+    let rfc = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    let body = serde_json::json!({
+        "version": 1,
+        "type": event_type,
+        "id": event_id,
+        "occurred_at": rfc(now),
+        "data": {
+            "invite_id": rec.invite_id.to_string(),
+            "email": rec.email.as_str(),
+            "user_pool_id": rec.user_pool_id,
+            "status": to.as_str(),
+            "reason": rec.reason,
+            "generation": rec.generation,
+            "send_count": rec.send_count,
+            "expires_at": rfc(rec.expires_at),
+            "sent_at": rec.sent_at.and_then(rfc),
+            "accepted_at": rec.accepted_at.and_then(rfc),
+            "external_id": rec.details.external_id,
+            "source": rec.details.source,
+            "user_sub": rec.user_sub,
+        }
+    });
+    PendingPublication {
+        event_id,
+        event_type,
+        body,
     }
 }
 

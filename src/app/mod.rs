@@ -4,3 +4,4 @@ pub mod compose;
 pub mod handler;
 #[cfg(test)]
 mod handler_tests;
+pub mod template_composer;

@@ -62,7 +62,7 @@ pub struct InviteRequest {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventBody {
-    InviteRequested(InviteRequest),
+    InviteRequested(Box<InviteRequest>),
     InviteResend {
         target: InviteRef,
         expires_in_days: Option<u32>,
@@ -123,14 +123,14 @@ pub fn decode(body: &str) -> Result<InboundEvent, DecodeError> {
     let value: Value = serde_json::from_str(body)
         .map_err(|e| DecodeError::new("body", format!("is not valid JSON ({e})")))?;
     let mut top = Fields::object(value, "")?;
-    let version = top.required("version", |v, f| as_u64(v, f))?;
+    let version = top.required("version", as_u64)?;
     if version != CONTRACT_VERSION {
         return Err(DecodeError::new(
             "version",
             format!("is {version}; this worker understands version {CONTRACT_VERSION}"),
         ));
     }
-    let kind = top.required("type", |v, f| as_string(v, f))?;
+    let kind = top.required("type", as_string)?;
     if !EVENT_TYPES.contains(&kind.as_str()) {
         return Err(DecodeError::new(
             "type",
@@ -141,7 +141,7 @@ pub fn decode(body: &str) -> Result<InboundEvent, DecodeError> {
             ),
         ));
     }
-    let id = top.required("id", |v, f| event_id(v, f))?;
+    let id = top.required("id", event_id)?;
     let occurred_at = top.optional("occurred_at", |v, f| {
         let s = as_string(v, f)?;
         OffsetDateTime::parse(&s, &Rfc3339)
@@ -153,7 +153,7 @@ pub fn decode(body: &str) -> Result<InboundEvent, DecodeError> {
     let mut data = Fields::object(data, "data")?;
     let body = match kind.as_str() {
         "invite.requested" => {
-            EventBody::InviteRequested(invite_request(&mut data, source.clone())?)
+            EventBody::InviteRequested(Box::new(invite_request(&mut data, source.clone())?))
         }
         "invite.resend" => EventBody::InviteResend {
             target: invite_ref(&mut data)?,

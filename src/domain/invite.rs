@@ -187,6 +187,10 @@ pub struct Invite {
     /// Set once a reminder was sent for this generation.
     #[serde(default)]
     pub reminded_generation: Option<u32>,
+    /// The newest `occurred_at` of the events applied so far: an older request, resend or revoke
+    /// arriving later is stale and ignored (out-of-order delivery).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_occurred_at: Option<OffsetDateTime>,
 }
 
 impl Invite {

@@ -41,6 +41,47 @@ pub struct PoolProfile {
 /// Attributes the worker itself sets on every user.
 const SET_BY_WORKER: [&str; 2] = ["email", "email_verified"];
 
+/// Cognito's standard (OpenID Connect) attributes. Every user pool has all of them, optional and
+/// mutable unless its schema says otherwise, whether or not `DescribeUserPool` lists them.
+pub const STANDARD_ATTRIBUTES: [&str; 19] = [
+    "address",
+    "birthdate",
+    "email",
+    "email_verified",
+    "family_name",
+    "gender",
+    "given_name",
+    "locale",
+    "middle_name",
+    "name",
+    "nickname",
+    "phone_number",
+    "phone_number_verified",
+    "picture",
+    "preferred_username",
+    "profile",
+    "updated_at",
+    "website",
+    "zoneinfo",
+];
+
+/// Attributes Cognito maintains itself; they appear in schemas but are never set by invites.
+pub const SYSTEM_ATTRIBUTES: [&str; 2] = ["identities", "sub"];
+
+fn standard_spec(name: &str) -> AttributeSpec {
+    AttributeSpec {
+        name: name.to_string(),
+        kind: AttributeKind::String,
+        required: false,
+        mutable: true,
+        developer_only: false,
+        min_length: None,
+        max_length: Some(2048),
+        min_value: None,
+        max_value: None,
+    }
+}
+
 impl PoolProfile {
     /// Checks an invite's attributes against the pool's schema. Errors name the field as
     /// `data.attributes.<name>`.
@@ -50,7 +91,16 @@ impl PoolProfile {
     ) -> Result<(), DecodeError> {
         for (name, value) in attributes {
             let field = format!("data.attributes.{name}");
-            let Some(spec) = self.attributes.get(name) else {
+            let standard;
+            let spec = match self.attributes.get(name) {
+                Some(spec) => Some(spec),
+                None if STANDARD_ATTRIBUTES.contains(&name.as_str()) => {
+                    standard = standard_spec(name);
+                    Some(&standard)
+                }
+                None => None,
+            };
+            let Some(spec) = spec else {
                 let hint = if !name.starts_with("custom:")
                     && self.attributes.contains_key(&format!("custom:{name}"))
                 {
@@ -207,8 +257,8 @@ pub(crate) mod tests {
                 "data.attributes.family_name",
             ),
             (
-                attrs(&[("family_name", "Doe"), ("nickname", "J")]),
-                "data.attributes.nickname",
+                attrs(&[("family_name", "Doe"), ("favourite_colour", "J")]),
+                "data.attributes.favourite_colour",
             ),
             (
                 attrs(&[("family_name", "Doe"), ("test_attribute1", "x")]),

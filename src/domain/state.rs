@@ -3,7 +3,7 @@
 //!
 //! | from \ trigger  | requested    | delivered | already_registered | delivery_failed | resend        | revoke       | accepted      | expiry_reached |
 //! |-----------------|--------------|-----------|--------------------|-----------------|---------------|--------------|---------------|----------------|
-//! | (none)          | open pending | -         | -                  | -               | note unknown  | note unknown | note unknown  | -              |
+//! | (none)          | open pending | -         | -                  | -               | note unknown  | tombstone    | note unknown  | -              |
 //! | pending         | resume       | sent      | failed             | failed          | resume        | revoked      | accepted      | expired        |
 //! | sent            | note dup     | note      | note               | note            | resend (sent) | revoked      | accepted      | expired        |
 //! | accepted        | note         | note      | note               | note            | refused       | refused      | note          | note           |
@@ -12,8 +12,13 @@
 //! | failed          | reopen       | note      | note               | note            | reopen        | note         | note          | note           |
 //!
 //! "note" records the event in the history without changing the status; "refused" does the same
-//! and reports the refusal. A redelivered event (its id already in the history) is decided before
-//! this table, as a no-op.
+//! and reports the refusal. "tombstone": a revoke that arrives before its request creates a
+//! `revoked` record, so the late request (older by `occurred_at`) is ignored as stale. A
+//! redelivered event (its id already in the history) and a stale event (older than the last
+//! event applied) are decided before this table, as no-ops.
+//!
+//! `reminder_due` (cleanup, before expiry): `sent` -> `sent` with a fresh password and the
+//! reminder email; a note everywhere else.
 
 use super::invite::InviteStatus;
 
@@ -36,6 +41,8 @@ pub enum Trigger {
     Accepted,
     /// Cleanup found the invite past its expiry.
     ExpiryReached,
+    /// Cleanup found the invite close to its expiry, not yet reminded in this generation.
+    ReminderDue,
 }
 
 impl Trigger {
@@ -49,6 +56,7 @@ impl Trigger {
             Trigger::Revoke => "revoke",
             Trigger::Accepted => "accepted",
             Trigger::ExpiryReached => "expiry_reached",
+            Trigger::ReminderDue => "reminder_due",
         }
     }
 }
@@ -69,6 +77,8 @@ pub enum Effect {
     AddToGroups,
     /// Send the welcome email.
     SendWelcome,
+    /// Send the reminder email with the password from the step before.
+    SendReminder,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,11 +113,22 @@ pub fn decide(current: Option<InviteStatus>, trigger: &Trigger) -> Outcome {
             new_generation: true,
             effects: open_work(),
         },
-        (None, Trigger::Resend | Trigger::Revoke | Trigger::Accepted) => Note {
-            reason: "unknown_invite",
+        (None, Trigger::Revoke) => Transition {
+            to: Revoked,
+            new_generation: true,
+            effects: vec![],
         },
         (None, _) => Note {
             reason: "unknown_invite",
+        },
+
+        (Some(Sent), Trigger::ReminderDue) => Transition {
+            to: Sent,
+            new_generation: false,
+            effects: vec![RotatePassword, SendReminder],
+        },
+        (Some(Pending), Trigger::ReminderDue) => Note {
+            reason: "not_sent_yet",
         },
 
         (Some(Pending), Trigger::Requested | Trigger::Resend) => Resume {
@@ -199,6 +220,7 @@ mod tests {
             Trigger::Revoke,
             Trigger::Accepted,
             Trigger::ExpiryReached,
+            Trigger::ReminderDue,
         ]
     }
 
@@ -218,99 +240,27 @@ mod tests {
 
     /// The whole table, row by row, in the order of `all_triggers`.
     #[test]
+    #[rustfmt::skip]
     fn exhaustive_table() {
-        let table: Vec<(Option<InviteStatus>, [&str; 8])> = vec![
-            (
-                None,
-                [
-                    "open pending",
-                    "note unknown_invite",
-                    "note unknown_invite",
-                    "note unknown_invite",
-                    "note unknown_invite",
-                    "note unknown_invite",
-                    "note unknown_invite",
-                    "note unknown_invite",
-                ],
-            ),
-            (
-                Some(Pending),
-                [
-                    "resume",
-                    "-> sent",
-                    "-> failed",
-                    "-> failed",
-                    "resume",
-                    "-> revoked",
-                    "-> accepted",
-                    "-> expired",
-                ],
-            ),
-            (
-                Some(Sent),
-                [
-                    "note duplicate_request",
-                    "note already_sent",
-                    "note already_sent",
-                    "note already_sent",
-                    "-> sent",
-                    "-> revoked",
-                    "-> accepted",
-                    "-> expired",
-                ],
-            ),
-            (
-                Some(Accepted),
-                [
-                    "note already_accepted",
-                    "note already_accepted",
-                    "note already_accepted",
-                    "note already_accepted",
-                    "refused already_accepted",
-                    "refused already_accepted",
-                    "note already_accepted",
-                    "note already_accepted",
-                ],
-            ),
-            (
-                Some(Revoked),
-                [
-                    "open pending",
-                    "note revoked",
-                    "note revoked",
-                    "note revoked",
-                    "refused revoked",
-                    "note revoked",
-                    "note revoked",
-                    "note revoked",
-                ],
-            ),
-            (
-                Some(Expired),
-                [
-                    "open pending",
-                    "note expired",
-                    "note expired",
-                    "note expired",
-                    "open pending",
-                    "note expired",
-                    "-> accepted",
-                    "note expired",
-                ],
-            ),
-            (
-                Some(Failed),
-                [
-                    "open pending",
-                    "note failed",
-                    "note failed",
-                    "note failed",
-                    "open pending",
-                    "note failed",
-                    "note failed",
-                    "note failed",
-                ],
-            ),
+        // Columns in the order of `all_triggers`: requested, delivered, already_registered,
+        // delivery_failed, resend, revoke, accepted, expiry_reached, reminder_due.
+        let table: Vec<(Option<InviteStatus>, [&str; 9])> = vec![
+            (None, ["open pending", "note unknown_invite", "note unknown_invite", "note unknown_invite",
+                    "note unknown_invite", "open revoked", "note unknown_invite", "note unknown_invite",
+                    "note unknown_invite"]),
+            (Some(Pending), ["resume", "-> sent", "-> failed", "-> failed",
+                             "resume", "-> revoked", "-> accepted", "-> expired", "note not_sent_yet"]),
+            (Some(Sent), ["note duplicate_request", "note already_sent", "note already_sent", "note already_sent",
+                          "-> sent", "-> revoked", "-> accepted", "-> expired", "-> sent"]),
+            (Some(Accepted), ["note already_accepted", "note already_accepted", "note already_accepted",
+                              "note already_accepted", "refused already_accepted", "refused already_accepted",
+                              "note already_accepted", "note already_accepted", "note already_accepted"]),
+            (Some(Revoked), ["open pending", "note revoked", "note revoked", "note revoked",
+                             "refused revoked", "note revoked", "note revoked", "note revoked", "note revoked"]),
+            (Some(Expired), ["open pending", "note expired", "note expired", "note expired",
+                             "open pending", "note expired", "-> accepted", "note expired", "note expired"]),
+            (Some(Failed), ["open pending", "note failed", "note failed", "note failed",
+                            "open pending", "note failed", "note failed", "note failed", "note failed"]),
         ];
         for (from, row) in table {
             for (trigger, want) in all_triggers().iter().zip(row) {
@@ -336,8 +286,10 @@ mod tests {
                     Outcome::Transition { effects, .. } | Outcome::Resume { effects } => effects,
                     _ => continue,
                 };
-                if effects.contains(&SendInvitation) {
-                    let send = effects.iter().position(|e| *e == SendInvitation).unwrap();
+                if let Some(send) = effects
+                    .iter()
+                    .position(|e| matches!(e, SendInvitation | SendReminder))
+                {
                     let pw = effects
                         .iter()
                         .position(|e| matches!(e, ProvisionUser | RotatePassword));

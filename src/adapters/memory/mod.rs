@@ -5,6 +5,7 @@ pub mod clock;
 pub mod directory;
 pub mod faults;
 pub mod mailer;
+pub mod publisher;
 pub mod queue;
 pub mod store;
 
@@ -12,4 +13,5 @@ pub use clock::ManualClock;
 pub use directory::MemoryDirectory;
 pub use faults::Faults;
 pub use mailer::MemoryMailer;
+pub use publisher::MemoryPublisher;
 pub use store::MemoryStore;

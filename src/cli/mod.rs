@@ -1,0 +1,96 @@
+//! The command line: `invite-worker <command>`. Each command is a function of its own file;
+//! this module parses arguments, loads settings and maps results to exit codes.
+
+mod check;
+mod enqueue;
+mod invites;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigSources, Settings};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "invite-worker",
+    version,
+    about = "Onboards people into Amazon Cognito user pools from SQS invite events"
+)]
+pub struct Cli {
+    /// Directory with default.toml and <INVITE_WORKER_ENV>.toml.
+    #[arg(long, global = true, env = "INVITE_WORKER_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Consume the queue until SIGTERM/SIGINT (or, with --until-idle, until it stays empty).
+    Run {
+        /// Exit once the queue stays empty and nothing is in flight.
+        #[arg(long)]
+        until_idle: bool,
+    },
+    /// Create (idempotently) the queues, table, user pool, app client and SES identity.
+    Bootstrap,
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Look at invites.
+    Invites {
+        #[command(subcommand)]
+        command: invites::InvitesCommand,
+    },
+    /// Send events (JSON files, one event each) to the inbound queue.
+    Enqueue {
+        /// Files with one event each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Send events that fail validation too (to exercise the dead-letter path).
+        #[arg(long)]
+        no_validate: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted) and check every resource is reachable.
+    Check,
+}
+
+/// Parses the command line and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&ConfigSources::from_env(cli.config_dir.clone())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&settings.log);
+    let result = match cli.command {
+        Command::Run { until_idle } => run::run(settings, until_idle).await,
+        Command::Bootstrap => run::bootstrap(settings).await,
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => check::check(settings).await,
+        Command::Invites { command } => invites::invites(settings, command).await,
+        Command::Enqueue { files, no_validate } => {
+            enqueue::enqueue(settings, files, no_validate).await
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

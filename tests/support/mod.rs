@@ -1,0 +1,394 @@
+//! Shared helpers for the tests that run against the local stack (moto server + SMTP sink).
+//! Each test makes its own uniquely named resources, so tests run in parallel and never reset
+//! the shared server. Without `AWS_ENDPOINT_URL` (no local stack) they skip.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ChallengeNameType};
+use invite_worker::config::{ConfigSources, Settings, Transport};
+use invite_worker::wiring::{self, Components};
+use invite_worker::worker::runner::{RunSummary, Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
+
+/// `None` (and a note) when the local stack is not configured.
+pub fn stack_available() -> bool {
+    if std::env::var("AWS_ENDPOINT_URL").is_err() {
+        eprintln!("skipped: AWS_ENDPOINT_URL is not set (run scripts/test.sh, which starts the local stack)");
+        return false;
+    }
+    true
+}
+
+pub fn unique(tag: &str) -> String {
+    format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A unique recipient on the example domain.
+pub fn recipient(tag: &str) -> String {
+    format!("{}@example.com", unique(tag))
+}
+
+pub struct Env {
+    pub settings: Settings,
+    pub state_file: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+/// Settings for a fresh, uniquely named set of resources, bootstrapped.
+pub async fn bootstrapped(tag: &str, transport: Transport) -> Env {
+    bootstrapped_named(tag, transport, |_| {}).await
+}
+
+/// Like [`bootstrapped`], with a last word on the settings before bootstrap runs.
+pub async fn bootstrapped_named(
+    tag: &str,
+    transport: Transport,
+    adjust: impl FnOnce(&mut Settings),
+) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_file = dir.path().join("bootstrap.toml");
+    let sources = ConfigSources {
+        config_dir: PathBuf::from("config"),
+        environment: None,
+        state_file: state_file.clone(),
+    };
+    let mut settings = Settings::load(&sources).expect("config/default.toml loads");
+    let name = unique(tag);
+    settings.queue.name = name.clone();
+    settings.table.name = format!("{name}-invites");
+    settings.cognito.user_pool_name = format!("{name}-pool");
+    settings.queue.wait_seconds = 1;
+    settings.queue.retry_base_seconds = 1;
+    settings.queue.retry_max_seconds = 2;
+    settings.worker.idle_polls = 2;
+    settings.email.transport = transport;
+    if let Ok(port) = std::env::var("INVITE_TEST_SMTP_PORT") {
+        settings.email.smtp.port = port.parse().expect("INVITE_TEST_SMTP_PORT");
+    }
+    adjust(&mut settings);
+    let sdk = wiring::sdk_config().await;
+    invite_worker::bootstrap::bootstrap(&settings, &sdk, &state_file)
+        .await
+        .expect("bootstrap");
+    // Pick up what bootstrap recorded, exactly as a later command would.
+    let mut loaded = Settings::load(&sources).expect("settings with bootstrap state");
+    loaded.queue.name = settings.queue.name.clone();
+    loaded.table.name = settings.table.name.clone();
+    loaded.cognito.user_pool_name = settings.cognito.user_pool_name.clone();
+    loaded.queue.wait_seconds = 1;
+    loaded.queue.retry_base_seconds = 1;
+    loaded.queue.retry_max_seconds = 2;
+    loaded.worker.idle_polls = 2;
+    loaded.email = settings.email.clone();
+    Env {
+        settings: loaded,
+        state_file,
+        dir,
+    }
+}
+
+pub async fn components(env: &Env) -> Components {
+    wiring::build(env.settings.clone(), wiring::sdk_config().await)
+        .await
+        .expect("components")
+}
+
+/// Sends raw bodies to the inbound queue.
+pub async fn enqueue(env: &Env, bodies: &[String]) {
+    let sqs = aws_sdk_sqs::Client::new(&wiring::sdk_config().await);
+    for body in bodies {
+        sqs.send_message()
+            .queue_url(&env.settings.queue.url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send_message");
+    }
+}
+
+/// Runs the worker over the queue until it is idle.
+pub async fn drain(c: &Components) -> RunSummary {
+    let options = WorkerOptions::from_settings(&c.settings, true);
+    let worker = Worker::new(
+        c.queue.clone(),
+        c.service.clone() as Arc<dyn invite_worker::worker::MessageHandler>,
+        options,
+    );
+    worker.run(CancellationToken::new()).await
+}
+
+pub fn invite_event(id: &str, email: &str) -> String {
+    serde_json::json!({
+        "version": 1, "type": "invite.requested", "id": id,
+        "data": {
+            "email": email,
+            "attributes": {"given_name": "Jane", "family_name": "Doe", "custom:test_attribute1": "blue"},
+            "groups": ["employees"],
+            "invited_by": "Priya (HR)"
+        }
+    })
+    .to_string()
+}
+
+/// GET a path from the moto server (HTTP/1.0, so the answer is not chunked).
+pub fn moto_get(path: &str) -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(hostport).expect("connect to moto");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// moto's whole state. Its `/moto-api/data.json` sometimes fails (HTTP 500: a Cognito object
+/// that does not serialise while other tests change state), so this retries for up to 60 s.
+pub fn moto_state() -> serde_json::Value {
+    let mut last = String::new();
+    for _ in 0..120 {
+        match serde_json::from_str(&moto_get("/moto-api/data.json")) {
+            Ok(v) => return v,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("moto /moto-api/data.json never answered with JSON: {last}");
+}
+
+/// Raw MIME of every SES mail moto holds for `to`.
+pub fn ses_mails_to(to: &str) -> Vec<String> {
+    let data = moto_state();
+    data["ses"]["RawMessage"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["raw_data"].as_str())
+                .filter(|raw| {
+                    raw.lines()
+                        .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
+                })
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Raw MIME of every mail the SMTP sink wrote for `to`.
+pub fn smtp_mails_to(to: &str) -> Vec<String> {
+    let dir = std::env::var("INVITE_TEST_MAIL_DIR").expect("INVITE_TEST_MAIL_DIR");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(Path::new(&dir))
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter(|raw| {
+            raw.lines()
+                .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
+        })
+        .collect()
+}
+
+/// The decoded text/plain part of a raw MIME message (quoted-printable or base64 or plain).
+pub fn text_part(raw: &str) -> String {
+    let normalized = raw.replace("\r\n", "\n");
+    let mut in_text = false;
+    let mut headers = true;
+    let mut encoding = String::new();
+    let mut body = Vec::new();
+    for line in normalized.lines() {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("content-type: text/plain") {
+            in_text = true;
+            headers = true;
+            encoding.clear();
+            body.clear();
+            continue;
+        }
+        if in_text && headers {
+            if lower.starts_with("content-transfer-encoding:") {
+                encoding = lower
+                    .trim_start_matches("content-transfer-encoding:")
+                    .trim()
+                    .to_string();
+            } else if line.is_empty() {
+                headers = false;
+            }
+            continue;
+        }
+        if in_text {
+            if line.starts_with("--") {
+                break;
+            }
+            body.push(line.to_string());
+        }
+    }
+    match encoding.as_str() {
+        "base64" => {
+            let joined: String = body.concat();
+            String::from_utf8_lossy(&base64_decode(&joined)).to_string()
+        }
+        "quoted-printable" => quoted_printable(&body.join("\n")),
+        _ => body.join("\n"),
+    }
+}
+
+fn quoted_printable(s: &str) -> String {
+    let mut out = Vec::new();
+    let bytes = s.replace("=\n", "").into_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(
+                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                16,
+            ) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let Some(v) = ALPHA.iter().position(|&a| a == c) else {
+            continue;
+        };
+        buf = (buf << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The temporary password from an invitation's text part (`Temporary password: ...`).
+pub fn password_in(raw: &str) -> String {
+    let text = text_part(raw);
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Temporary password:")
+                .map(|p| p.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no 'Temporary password:' line in:\n{text}"))
+}
+
+/// What the person does: sign in with the temporary password (`USER_PASSWORD_AUTH`), answer
+/// `NEW_PASSWORD_REQUIRED`, and return the access token.
+pub async fn complete_registration(
+    settings: &Settings,
+    username: &str,
+    temporary: &str,
+) -> Result<String, String> {
+    let idp = aws_sdk_cognitoidentityprovider::Client::new(&wiring::sdk_config().await);
+    let auth = idp
+        .initiate_auth()
+        .client_id(&settings.cognito.client_id)
+        .auth_flow(AuthFlowType::UserPasswordAuth)
+        .auth_parameters("USERNAME", username)
+        .auth_parameters("PASSWORD", temporary)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "InitiateAuth: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(e)
+            )
+        })?;
+    if auth.challenge_name() != Some(&ChallengeNameType::NewPasswordRequired) {
+        return Err(format!(
+            "expected NEW_PASSWORD_REQUIRED, got {:?}",
+            auth.challenge_name()
+        ));
+    }
+    let answer = idp
+        .respond_to_auth_challenge()
+        .client_id(&settings.cognito.client_id)
+        .challenge_name(ChallengeNameType::NewPasswordRequired)
+        .session(auth.session().unwrap_or_default())
+        .challenge_responses("USERNAME", username)
+        .challenge_responses("NEW_PASSWORD", "Chosen-by-Jane-42!")
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "RespondToAuthChallenge: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(e)
+            )
+        })?;
+    answer
+        .authentication_result()
+        .and_then(|r| r.access_token())
+        .map(str::to_string)
+        .ok_or_else(|| "no access token".to_string())
+}
+
+/// `GetUser` with an access token: the user's attributes as the person sees them.
+pub async fn attributes_of(access_token: &str) -> std::collections::BTreeMap<String, String> {
+    let idp = aws_sdk_cognitoidentityprovider::Client::new(&wiring::sdk_config().await);
+    let user = idp
+        .get_user()
+        .access_token(access_token)
+        .send()
+        .await
+        .expect("GetUser");
+    user.user_attributes()
+        .iter()
+        .map(|a| {
+            (
+                a.name().to_string(),
+                a.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Messages on the DLQ (received with visibility 0 so they stay), with string attributes.
+pub async fn dead_letters(
+    settings: &Settings,
+) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    let sqs = aws_sdk_sqs::Client::new(&wiring::sdk_config().await);
+    let out = sqs
+        .receive_message()
+        .queue_url(&settings.queue.dlq_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive from DLQ");
+    out.messages()
+        .iter()
+        .map(|m| {
+            let attrs = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (m.body().unwrap_or_default().to_string(), attrs)
+        })
+        .collect()
+}
