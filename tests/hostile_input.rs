@@ -8,6 +8,9 @@
 //! disturb the messages around it. At the end, no bad message may have left a Cognito user, an
 //! invite record or an email behind, and every good one must have been sent exactly once.
 //!
+//! A second test pushes the same messages through the real [`Worker`] loop on a `MemoryQueue`:
+//! every bad message must end in the dead-letter queue on its first delivery, with its reason.
+//!
 //! The unit-level counterpart is `src/domain/event_tests.rs`; the corpus is documented in
 //! `tests/corpus/README.md` and docs/reliability.md.
 
@@ -21,21 +24,21 @@ use std::time::Duration;
 use futures::FutureExt;
 use serde_json::json;
 use time::macros::datetime;
-use time::OffsetDateTime;
 
+use invite_worker::adapters::memory::queue::MemoryQueue;
 use invite_worker::adapters::memory::{ManualClock, MemoryDirectory, MemoryMailer, MemoryStore};
-use invite_worker::app::compose::{Composer, MailKind};
 use invite_worker::app::handler::{InviteService, ServiceConfig};
+use invite_worker::app::template_composer::TemplateComposer;
 use invite_worker::config::{EmailSettings, SesSettings, SmtpSettings, Transport};
 use invite_worker::domain::event::MAX_BODY_BYTES;
 use invite_worker::domain::pool::{AttributeKind, AttributeSpec};
 use invite_worker::domain::text::forbidden_char;
-use invite_worker::domain::{
-    EmailAddress, Invite, InviteId, PasswordPolicy, PoolProfile, TemporaryPassword,
-};
+use invite_worker::domain::{EmailAddress, InviteId, PasswordPolicy, PoolProfile};
 use invite_worker::error::Disposition;
-use invite_worker::mail::{EmailContext, TemplateKind, Templates};
-use invite_worker::ports::OutgoingMail;
+use invite_worker::mail::Templates;
+use invite_worker::ports::{OutgoingMail, Queue};
+use invite_worker::worker::{MessageHandler, Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
 
 const POOL_ID: &str = "us-east-1_corpus";
 /// A good message is handled after every this many corpus files.
@@ -96,48 +99,11 @@ fn email_settings() -> EmailSettings {
     }
 }
 
-/// Renders mail with the shipped templates, as the service does in production, so that the
-/// escaping of hostile names is checked on real HTML.
-struct TemplateComposer {
-    templates: Templates,
-    settings: EmailSettings,
-}
-
-impl Composer for TemplateComposer {
-    fn compose(
-        &self,
-        kind: MailKind,
-        invite: &Invite,
-        password: Option<&TemporaryPassword>,
-        now: OffsetDateTime,
-    ) -> Result<OutgoingMail, String> {
-        let ctx = EmailContext::for_invite(invite, password, &self.settings, now);
-        let template = match kind {
-            MailKind::Invitation => TemplateKind::Invite,
-            MailKind::Welcome => TemplateKind::Welcome,
-            MailKind::Reminder => TemplateKind::Reminder,
-        };
-        let rendered = self
-            .templates
-            .render(template, invite.details.locale.as_deref(), &ctx)
-            .map_err(|e| e.to_string())?;
-        Ok(OutgoingMail {
-            from: self.settings.from.clone(),
-            reply_to: self.settings.reply_to.clone(),
-            to: invite.email.clone(),
-            subject: rendered.subject,
-            text: rendered.text,
-            html: rendered.html,
-            headers: vec![("X-Invite-Id".into(), invite.invite_id.to_string())],
-        })
-    }
-}
-
 struct World {
     store: Arc<MemoryStore>,
     dir: Arc<MemoryDirectory>,
     mailer: Arc<MemoryMailer>,
-    service: InviteService,
+    service: Arc<InviteService>,
 }
 
 fn world() -> World {
@@ -150,21 +116,18 @@ fn world() -> World {
     let dir = Arc::new(MemoryDirectory::new(reference_pool()));
     let mailer = Arc::new(MemoryMailer::new());
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-26 12:00 UTC)));
-    let service = InviteService::new(
+    let service = Arc::new(InviteService::new(
         store.clone(),
         dir.clone(),
         mailer.clone(),
-        Arc::new(TemplateComposer {
-            templates,
-            settings: email_settings(),
-        }),
+        Arc::new(TemplateComposer::new(templates, &email_settings())),
         clock,
         ServiceConfig {
             user_pool_id: POOL_ID.into(),
             default_expiry_days: 7,
             lease: Duration::from_secs(120),
         },
-    );
+    ));
     World {
         store,
         dir,
@@ -754,5 +717,152 @@ fn check_hostile_but_valid(w: &World, failures: &mut Vec<String>) {
             }
         }
         None => failures.push(format!("{email}: no invite record")),
+    }
+}
+
+/// The same messages through the real worker loop: bad ones dead-lettered on their first
+/// delivery with the reason the handler gave, good ones acked and mailed once, nothing left.
+#[tokio::test(start_paused = true)]
+async fn the_worker_dead_letters_every_corpus_message_and_sends_the_good_ones() {
+    let w = world();
+    let queue = Arc::new(MemoryQueue::standard());
+    let mut cases = corpus();
+    cases.extend(generated_cases());
+    let mut neighbours: Vec<String> = Vec::new();
+    for (n, case) in cases.iter().enumerate() {
+        if n % NEIGHBOUR_EVERY == 0 {
+            let (body, email) = neighbour(neighbours.len());
+            queue.push(body);
+            neighbours.push(email);
+        }
+        queue.push(case.body.clone());
+    }
+    let pushed = queue.len();
+    // Some latency, so that handlings interleave: the duplicates race for the same invite.
+    w.store.faults.set_latency(Duration::from_millis(5));
+    w.dir.faults.set_latency(Duration::from_millis(20));
+    w.mailer.faults.set_latency(Duration::from_millis(20));
+
+    let handler: Arc<dyn MessageHandler> = w.service.clone();
+    let options = WorkerOptions {
+        concurrency: 8,
+        wait: Duration::from_secs(1),
+        until_idle: Some(3),
+        ..WorkerOptions::default()
+    };
+    let worker = Worker::new(queue.clone() as Arc<dyn Queue>, handler, options);
+    let summary = worker.run(CancellationToken::new()).await;
+
+    let mut failures: Vec<String> = Vec::new();
+    if summary.handler_panics != 0
+        || summary.handler_timeouts != 0
+        || summary.dead_letter_failures != 0
+    {
+        failures.push(format!("worker trouble: {summary:?}"));
+    }
+    if !queue.is_empty() || queue.in_flight_len() != 0 {
+        failures.push(format!(
+            "{} messages left on the queue ({} in flight)",
+            queue.len(),
+            queue.in_flight_len()
+        ));
+    }
+
+    let dead = queue.dead_letters();
+    let mut dead_by_body: BTreeMap<&str, Vec<&invite_worker::ports::DeadLetter>> = BTreeMap::new();
+    for (message, why) in &dead {
+        dead_by_body
+            .entry(message.body.as_str())
+            .or_default()
+            .push(why);
+    }
+    let mut bad = 0usize;
+    let mut expected_sends = neighbours.clone();
+    for case in &cases {
+        let entries = dead_by_body.remove(case.body.as_str()).unwrap_or_default();
+        match &case.expect {
+            Expect::DeadLetter { code, field } => {
+                bad += 1;
+                match entries.as_slice() {
+                    [why] => {
+                        if &why.reason_code != code || !names_field(&why.reason, field) {
+                            failures.push(format!(
+                                "{}: dead-lettered as {} {:?}; want {code} naming {field}",
+                                case.name, why.reason_code, why.reason
+                            ));
+                        }
+                        if why.attempts != 1 {
+                            failures.push(format!(
+                                "{}: dead-lettered after {} deliveries; bad input is never retried",
+                                case.name, why.attempts
+                            ));
+                        }
+                    }
+                    other => failures.push(format!(
+                        "{}: {} dead-letter entries, want 1",
+                        case.name,
+                        other.len()
+                    )),
+                }
+            }
+            Expect::Ack { outcome } => {
+                if !entries.is_empty() {
+                    failures.push(format!("{}: dead-lettered, want {outcome}", case.name));
+                }
+                if outcome == "sent" {
+                    if let Some(email) = address_in(&case.body) {
+                        expected_sends.push(email);
+                    }
+                }
+            }
+        }
+    }
+    for (body, entries) in dead_by_body {
+        failures.push(format!(
+            "a good message was dead-lettered ({:?}): {}",
+            entries.first().map(|e| &e.reason),
+            body.chars().take(120).collect::<String>()
+        ));
+    }
+
+    let mut sent_to: Vec<String> = w
+        .mailer
+        .sent()
+        .iter()
+        .map(|m| m.to.as_str().to_owned())
+        .collect();
+    sent_to.sort();
+    expected_sends.sort();
+    if sent_to != expected_sends {
+        failures.push(format!(
+            "mails went to {sent_to:?}; expected exactly one to each of {expected_sends:?}"
+        ));
+    }
+    if w.dir.user_count() != expected_sends.len() {
+        failures.push(format!(
+            "{} Cognito users; expected {}",
+            w.dir.user_count(),
+            expected_sends.len()
+        ));
+    }
+    let acked = pushed - bad;
+    if summary.acked as usize != acked || summary.dead_lettered as usize != bad {
+        failures.push(format!(
+            "worker acked {} and dead-lettered {}; want {acked} and {bad}",
+            summary.acked, summary.dead_lettered
+        ));
+    }
+
+    println!(
+        "hostile input through the worker: {pushed} messages, {} dead-lettered on first delivery, \
+         {} acked ({} retried while a duplicate held the invite), {} panics",
+        summary.dead_lettered, summary.acked, summary.retried, summary.handler_panics
+    );
+    if !failures.is_empty() {
+        let mut report = format!("{} problems:\n", failures.len());
+        for f in &failures {
+            let _ = writeln!(report, "  - {f}");
+        }
+        panic!("{report}");
     }
 }

@@ -280,10 +280,20 @@ impl Fields {
         match self.map.keys().next() {
             None => Ok(()),
             Some(k) => Err(DecodeError::new(
-                self.path(&printable(k)),
+                self.path(&key_name(k)),
                 "is not a field of this contract",
             )),
         }
+    }
+}
+
+/// An object key as it appears in a field path: [`printable`], and `""` for the empty key, so
+/// that an error about it still names a field.
+fn key_name(key: &str) -> String {
+    if key.is_empty() {
+        "\"\"".to_string()
+    } else {
+        printable(key)
     }
 }
 
@@ -392,7 +402,7 @@ fn attributes(v: Value, field: &str) -> Result<BTreeMap<String, String>, DecodeE
     }
     let mut out = BTreeMap::new();
     for (name, value) in map {
-        let path = format!("{field}.{}", printable(&name));
+        let path = format!("{field}.{}", key_name(&name));
         check_attribute_name(&name).map_err(|r| DecodeError::new(&path, r))?;
         if RESERVED_ATTRIBUTES.contains(&name.as_str()) {
             return Err(DecodeError::new(
