@@ -21,6 +21,8 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub http: HttpSettings,
+    #[serde(default)]
+    pub circuit: CircuitSettings,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -189,11 +191,51 @@ impl Default for LogSettings {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct HttpSettings {
-    /// `127.0.0.1:9090` to serve /healthz, /readyz, /metrics; empty is off.
+    /// `127.0.0.1:9090` to serve /healthz, /readyz, /metrics; empty is off. `0.0.0.0:9090`
+    /// exposes them to the whole network.
     #[serde(default)]
     pub listen: String,
+    /// /healthz answers 503 when the poll loop made no progress for this long.
+    #[serde(default = "default_stale_after_seconds")]
+    pub stale_after_seconds: u64,
+}
+
+fn default_stale_after_seconds() -> u64 {
+    60
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            stale_after_seconds: default_stale_after_seconds(),
+        }
+    }
+}
+
+/// Per-downstream circuit breakers: while one is open the worker stops receiving.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CircuitSettings {
+    /// Consecutive transient failures (throttling, 5xx, timeouts) of one service that open its
+    /// circuit; 0 turns the breakers off.
+    pub failure_threshold: u32,
+    /// How long a circuit stays open the first time.
+    pub open_seconds: u64,
+    /// The longest it stays open: each failed trial doubles the time, up to this.
+    pub max_open_seconds: u64,
+}
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_seconds: 30,
+            max_open_seconds: 300,
+        }
+    }
 }
 
 /// Where the layered files live.
@@ -297,6 +339,18 @@ impl Settings {
         }
         if self.invites.default_expiry_days == 0 || self.invites.default_expiry_days > 90 {
             return bad("invites.default_expiry_days", "must be 1 to 90");
+        }
+        if self.circuit.failure_threshold > 0 && self.circuit.open_seconds == 0 {
+            return bad("circuit.open_seconds", "must be at least 1");
+        }
+        if self.circuit.max_open_seconds < self.circuit.open_seconds {
+            return bad(
+                "circuit.max_open_seconds",
+                "must be at least circuit.open_seconds",
+            );
+        }
+        if self.http.stale_after_seconds == 0 {
+            return bad("http.stale_after_seconds", "must be at least 1");
         }
         if self.log.format != "json" && self.log.format != "pretty" {
             return bad("log.format", "must be \"json\" or \"pretty\"");

@@ -64,11 +64,14 @@ impl DownstreamError {
         kind: ErrorKind,
         message: impl Into<String>,
     ) -> Self {
+        // Services quote addresses in their messages (an SES sandbox rejection names the
+        // recipient); these messages reach logs and DLQ attributes, so addresses are masked.
+        let message = crate::domain::email::mask_emails_in(&message.into());
         Self {
             service,
             operation,
             kind,
-            message: message.into(),
+            message,
         }
     }
 

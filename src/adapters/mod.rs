@@ -3,8 +3,10 @@
 pub mod aws_errors;
 pub mod cognito;
 pub mod dynamo;
+pub mod instrumented;
 pub mod limited;
 pub mod memory;
 pub mod ses;
 pub mod smtp;
 pub mod sqs;
+pub mod sqs_publisher;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::compose::{Composer, MailKind};
 use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteRef};
@@ -145,9 +145,13 @@ pub struct Handled {
     pub outcome: &'static str,
     pub invite_id: Option<InviteId>,
     pub status: Option<InviteStatus>,
+    /// Whether this handling changed the invite's status (or re-sent it): `false` for notes,
+    /// refusals and no-ops, whose `outcome` may otherwise read like a transition (`expired`).
+    pub changed: bool,
 }
 
 /// What the event asks, once decoded, in terms the engine understands.
+#[derive(Clone, Copy)]
 struct Request<'a> {
     event_id: Option<&'a str>,
     event_type: &'static str,
@@ -229,7 +233,39 @@ impl InviteService {
         }
     }
 
+    /// The invite an event is about, for log fields (the same id the engine keys it by).
+    pub fn invite_id_of(&self, event: &InboundEvent) -> InviteId {
+        match &event.body {
+            EventBody::InviteRequested(req) => {
+                InviteId::for_email(&self.config.user_pool_id, &req.email)
+            }
+            EventBody::InviteResend { target, .. } | EventBody::InviteRevoke { target, .. } => {
+                self.invite_id_for(target)
+            }
+            EventBody::RegistrationCompleted { email, .. } => {
+                InviteId::for_email(&self.config.user_pool_id, email)
+            }
+        }
+    }
+
+    /// Applies one decoded event. Every line logged meanwhile is in an `event` span carrying
+    /// `event_id`, `event_type` and `invite_id`; both ids are also recorded in the caller's
+    /// span when it declares them (the worker's per-message span does).
     pub async fn handle_event(&self, event: &InboundEvent) -> Result<Handled, HandleError> {
+        let invite_id = self.invite_id_of(event);
+        let current = tracing::Span::current();
+        current.record("event_id", event.id.as_str());
+        current.record("invite_id", tracing::field::display(invite_id));
+        let span = tracing::info_span!(
+            "event",
+            event_id = %event.id,
+            event_type = event.body.type_name(),
+            invite_id = %invite_id,
+        );
+        self.apply_event(event).instrument(span).await
+    }
+
+    async fn apply_event(&self, event: &InboundEvent) -> Result<Handled, HandleError> {
         let base = Request {
             event_id: Some(event.id.as_str()),
             event_type: event.body.type_name(),
@@ -290,6 +326,7 @@ impl InviteService {
                             outcome: "registration_not_confirmed",
                             invite_id: Some(id),
                             status: None,
+                            changed: false,
                         })
                     }
                 }
@@ -336,6 +373,7 @@ impl InviteService {
                         outcome: "redelivered",
                         invite_id: Some(id),
                         status: Some(rec.status),
+                        changed: false,
                     });
                 }
             }
@@ -349,12 +387,33 @@ impl InviteService {
                 Outcome::Note {
                     reason: "stale_event",
                 }
+            } else if let Some(reason) = moot(current.as_ref(), &trigger, now) {
+                Outcome::Note { reason }
             } else {
                 decide(current.as_ref().map(|r| r.status), &trigger)
             };
+            // Only requests, revokes and re-opening resends order the invite: a resend of an open
+            // invite must not make an older revoke look stale (the revoke would be lost).
+            let unordered;
+            let req = if matches!(trigger, Trigger::Resend)
+                && !matches!(
+                    outcome,
+                    Outcome::Transition {
+                        new_generation: true,
+                        ..
+                    }
+                ) {
+                unordered = Request {
+                    occurred_at: None,
+                    ..*req
+                };
+                &unordered
+            } else {
+                req
+            };
             let step = match outcome {
                 Outcome::Note { reason } | Outcome::Refused { reason } => {
-                    self.note(current, req, reason, now).await
+                    self.note(id, current, req, reason, now).await
                 }
                 Outcome::Transition {
                     to,
@@ -401,6 +460,7 @@ impl InviteService {
     /// Records an event that changes nothing.
     async fn note(
         &self,
+        id: InviteId,
         current: Option<Invite>,
         req: &Request<'_>,
         reason: &'static str,
@@ -408,6 +468,7 @@ impl InviteService {
     ) -> Result<Handled, Step> {
         let Some(mut rec) = current else {
             info!(
+                invite_id = %id,
                 event_id = req.event_id,
                 event_type = req.event_type,
                 outcome = reason,
@@ -417,6 +478,7 @@ impl InviteService {
                 outcome: reason,
                 invite_id: None,
                 status: None,
+                changed: false,
             });
         };
         if req.event_id.is_some() {
@@ -437,6 +499,7 @@ impl InviteService {
             outcome: reason,
             invite_id: Some(rec.invite_id),
             status: Some(rec.status),
+            changed: false,
         })
     }
 
@@ -455,7 +518,7 @@ impl InviteService {
     ) -> Result<Handled, Step> {
         let opening = effects.contains(&Effect::ProvisionUser);
         if current.is_none() && req.email.is_none() {
-            return self.note(None, req, "unknown_invite", now).await;
+            return self.note(id, None, req, "unknown_invite", now).await;
         }
         if effects.is_empty() {
             return self.transition_only(id, current, req, to, now).await;
@@ -623,15 +686,7 @@ impl InviteService {
                 },
                 Effect::RotatePassword => match self.rotate(rec).await? {
                     Some(p) => password = Some(p),
-                    None => {
-                        return Ok(Finish {
-                            to: InviteStatus::Accepted,
-                            reason: Some("found_confirmed".into()),
-                            invitation_sent: false,
-                            reminder_sent: false,
-                            sub: None,
-                        })
-                    }
+                    None => return self.accept_found(rec).await,
                 },
                 Effect::SendInvitation => {
                     let pw = password
@@ -645,13 +700,7 @@ impl InviteService {
                         && *trigger == Trigger::ExpiryReached
                     {
                         // A confirmed user is never deleted: the person accepted after all.
-                        return Ok(Finish {
-                            to: InviteStatus::Accepted,
-                            reason: Some("found_confirmed".into()),
-                            invitation_sent: false,
-                            reminder_sent: false,
-                            sub: None,
-                        });
+                        return self.accept_found(rec).await;
                     }
                 }
                 Effect::AddToGroups => {
@@ -674,6 +723,25 @@ impl InviteService {
             }
         }
         Ok(finish)
+    }
+
+    /// The person completed registration although nobody reported it (found while rotating a
+    /// password or deleting an unused user): the invite is accepted with the same effects as a
+    /// reported acceptance, so the groups are never missing.
+    async fn accept_found(&self, rec: &Invite) -> Result<Finish, HandleError> {
+        for group in &rec.details.groups {
+            self.directory
+                .add_user_to_group(&rec.username, group)
+                .await?;
+        }
+        self.send(MailKind::Welcome, rec, None).await?;
+        Ok(Finish {
+            to: InviteStatus::Accepted,
+            reason: Some("found_confirmed".into()),
+            invitation_sent: false,
+            reminder_sent: false,
+            sub: None,
+        })
     }
 
     /// Creates the user with a fresh temporary password, or gives an existing never-used user a
@@ -748,7 +816,7 @@ impl InviteService {
                 message: m,
             })?;
         let message_id = self.mailer.send(&mail).await?;
-        info!(invite_id = %rec.invite_id, kind = kind.as_str(), message_id = %message_id, "email sent");
+        info!(invite_id = %rec.invite_id, kind = kind.as_str(), mail_message_id = %message_id, "email sent");
         Ok(())
     }
 
@@ -812,6 +880,7 @@ impl InviteService {
             outcome,
             invite_id: Some(rec.invite_id),
             status: Some(finish.to),
+            changed: true,
         })
     }
 
@@ -858,6 +927,7 @@ impl InviteService {
             outcome: to.as_str(),
             invite_id: Some(rec.invite_id),
             status: Some(to),
+            changed: true,
         })
     }
 
@@ -880,6 +950,15 @@ impl InviteService {
                 return;
             };
             if rec.outbox.is_empty() {
+                return;
+            }
+            if rec
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.until > self.clock.now())
+            {
+                // Work is in flight: its final write would lose the race against ours, and it
+                // flushes the outbox itself when it finishes.
                 return;
             }
             let mut published = Vec::new();
@@ -987,6 +1066,26 @@ fn is_stale(
         trigger,
         Trigger::Requested | Trigger::Resend | Trigger::Revoke
     ) && rec.last_occurred_at.is_some_and(|last| at < last)
+}
+
+/// Whether an internal trigger no longer applies to the record as it is now (it changed since the
+/// caller looked): an invite whose expiry was extended by a resend is not expired, and an invite
+/// already reminded in this generation is not reminded again. Checked on the freshly loaded
+/// record, inside the conditional-write loop, so two cleanups cannot both act on stale reads.
+fn moot(current: Option<&Invite>, trigger: &Trigger, now: OffsetDateTime) -> Option<&'static str> {
+    let rec = current?;
+    match trigger {
+        Trigger::ExpiryReached if rec.status.is_open() && rec.expires_at > now => {
+            Some("not_expired")
+        }
+        Trigger::ReminderDue
+            if rec.status == InviteStatus::Sent
+                && rec.reminded_generation == Some(rec.generation) =>
+        {
+            Some("already_reminded")
+        }
+        _ => None,
+    }
 }
 
 fn stamp(rec: &mut Invite, occurred_at: Option<OffsetDateTime>) {

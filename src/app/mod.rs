@@ -4,4 +4,6 @@ pub mod compose;
 pub mod handler;
 #[cfg(test)]
 mod handler_tests;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod template_composer;

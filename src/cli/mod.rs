@@ -4,6 +4,7 @@
 mod check;
 mod enqueue;
 mod invites;
+mod lifecycle;
 mod run;
 
 use std::path::PathBuf;
@@ -56,6 +57,35 @@ enum Command {
         #[arg(long)]
         no_validate: bool,
     },
+    /// One pass for a scheduler: expire open invites past their expiry (deleting never-used
+    /// users), record acceptances found in Cognito, send due reminders, relay lifecycle events.
+    Cleanup {
+        /// Report what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Evaluate as of this RFC 3339 time instead of now.
+        #[arg(long, value_parser = lifecycle::parse_now)]
+        now: Option<time::OffsetDateTime>,
+        /// At most this many invites per phase (expiry, reminders); the next run continues.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record acceptances nobody reported: check every `sent` invite's user in Cognito.
+    Reconcile {
+        /// At most this many `sent` invites (most recently updated first).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+        /// AdminGetUser calls per second (default: cognito.read_rate_per_second).
+        #[arg(long, value_parser = lifecycle::parse_rate)]
+        rate: Option<f64>,
+        /// Report the acceptances it would record; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,6 +115,18 @@ pub async fn main() -> ExitCode {
         Command::Enqueue { files, no_validate } => {
             enqueue::enqueue(settings, files, no_validate).await
         }
+        Command::Cleanup {
+            dry_run,
+            now,
+            limit,
+            json,
+        } => lifecycle::cleanup(settings, dry_run, now, limit as usize, json).await,
+        Command::Reconcile {
+            limit,
+            json,
+            rate,
+            dry_run,
+        } => lifecycle::reconcile(settings, limit as usize, json, rate, dry_run).await,
     };
     match result {
         Ok(code) => code,

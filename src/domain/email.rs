@@ -98,6 +98,37 @@ pub fn mask_email(raw: &str) -> String {
     }
 }
 
+/// Masks every address-like token inside free text (a service's error message, say):
+/// `Email address is not verified: jane@example.com` -> `... j***@example.com`.
+pub fn mask_emails_in(text: &str) -> String {
+    if !text.contains('@') {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let local_char = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '@' {
+            // Walk back over the local part already copied to `out`.
+            let mut start = i;
+            while start > 0 && local_char(chars[start - 1]) {
+                start -= 1;
+            }
+            let domain_ok = chars.get(i + 1).is_some_and(|c| c.is_alphanumeric());
+            if start < i && domain_ok {
+                let local_len: usize = chars[start..i].iter().map(|c| c.len_utf8()).sum();
+                out.truncate(out.len() - local_len);
+                out.push(chars[start]);
+                out.push_str("***");
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
 fn validate_domain(domain: &str) -> Result<(), String> {
     if domain.is_empty() {
         return Err("has an empty domain".into());
@@ -204,6 +235,18 @@ mod tests {
             let err = EmailAddress::parse(input).expect_err(input);
             assert!(!err.is_empty());
         }
+    }
+
+    #[test]
+    fn masks_addresses_inside_text() {
+        assert_eq!(
+            mask_emails_in(
+                "MessageRejected: Email address is not verified: jane.doe@example.com, bob@x.org"
+            ),
+            "MessageRejected: Email address is not verified: j***@example.com, b***@x.org"
+        );
+        assert_eq!(mask_emails_in("no address @ here"), "no address @ here");
+        assert_eq!(mask_emails_in("Zoë@exämple.com"), "Z***@exämple.com");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::backoff;
 use super::deleter::{DeleteBatcher, Deletes};
@@ -228,8 +229,12 @@ impl Worker {
                 .receive(slots.len() as u8, self.options.wait)
                 .await
             {
-                Ok(messages) if messages.is_empty() => WorkerStats::inc(&self.stats.empty_receives),
+                Ok(messages) if messages.is_empty() => {
+                    self.stats.record_receive(true);
+                    WorkerStats::inc(&self.stats.empty_receives);
+                }
                 Ok(messages) => {
+                    self.stats.record_receive(true);
                     let mut tasks = JoinSet::new();
                     batch.dispatch(messages, slots, &mut tasks);
                     while let Some(done) = tasks.join_next().await {
@@ -237,6 +242,7 @@ impl Worker {
                     }
                 }
                 Err(e) => {
+                    self.stats.record_receive(false);
                     WorkerStats::inc(&self.stats.receive_errors);
                     tracing::warn!(error = %e, "receive failed");
                 }
@@ -272,6 +278,8 @@ impl Worker {
                 break;
             }
             if let Some(pause) = self.options.pause_when.as_ref().and_then(|hook| hook()) {
+                // A deliberate pause is the loop working as meant, not a stall.
+                self.stats.record_progress();
                 tracing::debug!(pause_ms = pause.as_millis() as u64, "receiving paused");
                 tokio::select! {
                     () = tokio::time::sleep(pause) => continue,
@@ -291,6 +299,7 @@ impl Worker {
             };
             match received {
                 Err(e) => {
+                    self.stats.record_receive(false);
                     WorkerStats::inc(&self.stats.receive_errors);
                     let delay = receive_delays.next().unwrap_or(Duration::from_secs(30));
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed; backing off");
@@ -301,6 +310,7 @@ impl Worker {
                     }
                 }
                 Ok(messages) if messages.is_empty() => {
+                    self.stats.record_receive(true);
                     receive_delays = backoff::receive_errors().build();
                     WorkerStats::inc(&self.stats.empty_receives);
                     drop(slots);
@@ -340,6 +350,7 @@ impl Worker {
                     }
                 }
                 Ok(messages) => {
+                    self.stats.record_receive(true);
                     receive_delays = backoff::receive_errors().build();
                     idle_polls = 0;
                     batch.dispatch(messages, slots, &mut tasks);
@@ -543,20 +554,35 @@ impl Batch {
     }
 
     /// Runs the handler on one message and carries out its answer; `true` if it was acked.
+    /// Everything logged about the message happens in a `message` span with its id; the
+    /// handler records `event_id` and `invite_id` in it once it has decoded the body.
     async fn handle_one(&self, message: QueueMessage) -> bool {
-        let _gauge = InFlight::enter(&self.stats);
-        let message = Arc::new(message);
-        let started = Instant::now();
-        let disposition = self.call_handler(message.clone()).await;
-        self.stats.latency.observe(started.elapsed());
-        self.settle(&message, disposition).await
+        let span = tracing::info_span!(
+            "message",
+            message_id = %message.message_id,
+            receive_count = message.receive_count,
+            event_id = tracing::field::Empty,
+            invite_id = tracing::field::Empty,
+        );
+        async {
+            let _gauge = InFlight::enter(&self.stats);
+            let message = Arc::new(message);
+            let started = Instant::now();
+            let disposition = self.call_handler(message.clone()).await;
+            self.stats.latency.observe(started.elapsed());
+            self.settle(&message, disposition).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// The handler in its own task, so a panic is caught and a timeout can stop it.
     async fn call_handler(&self, message: Arc<QueueMessage>) -> Disposition {
         let handler = self.handler.clone();
         let input = message.clone();
-        let mut task = AbortOnDrop(tokio::spawn(async move { handler.handle(&input).await }));
+        let mut task = AbortOnDrop(tokio::spawn(
+            async move { handler.handle(&input).await }.instrument(tracing::Span::current()),
+        ));
         match tokio::time::timeout(self.options.handler_timeout, &mut task.0).await {
             Ok(Ok(disposition)) => disposition,
             Ok(Err(e)) if e.is_panic() => {
@@ -583,6 +609,7 @@ impl Batch {
 
     /// Carries out a disposition; `true` for an ack.
     async fn settle(&self, message: &QueueMessage, disposition: Disposition) -> bool {
+        self.stats.record_progress();
         let (id, count) = (message.message_id.as_str(), message.receive_count);
         match disposition {
             Disposition::Ack { outcome } => {
@@ -654,7 +681,7 @@ impl Batch {
         let (id, count) = (message.message_id.as_str(), message.receive_count);
         match sent {
             Ok(()) => {
-                WorkerStats::inc(&self.stats.dead_lettered);
+                self.stats.record_dead_letter(&why.reason_code);
                 tracing::warn!(
                     message_id = %id,
                     receive_count = count,

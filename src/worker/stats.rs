@@ -2,9 +2,11 @@
 //! metrics endpoint and for tests).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Upper bounds (inclusive, in milliseconds) of the handling-time histogram's buckets; a last,
 /// unbounded bucket catches everything slower.
@@ -45,6 +47,11 @@ pub struct WorkerStats {
     /// Handling time, from the handler's start to its answer.
     pub latency: LatencyHistogram,
     ack_outcomes: Mutex<BTreeMap<&'static str, u64>>,
+    dead_letter_reasons: Mutex<BTreeMap<String, u64>>,
+    /// When the poll loop last made progress (see [`WorkerStats::record_progress`]).
+    last_progress: Mutex<Option<Instant>>,
+    /// How the last receive ended: 0 none yet, 1 answered, 2 failed.
+    last_receive: AtomicU8,
 }
 
 impl WorkerStats {
@@ -61,6 +68,59 @@ impl WorkerStats {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Counts a message sent to the dead-letter queue with its reason code.
+    pub fn record_dead_letter(&self, reason_code: &str) {
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        let mut reasons = self
+            .dead_letter_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match reasons.get_mut(reason_code) {
+            Some(n) => *n += 1,
+            None => {
+                reasons.insert(reason_code.to_string(), 1);
+            }
+        }
+    }
+
+    /// Dead letters per reason code.
+    pub fn dead_letter_reasons(&self) -> BTreeMap<String, u64> {
+        self.dead_letter_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Notes that the poll loop is alive and moving: a receive answered (with messages or
+    /// without), a message was settled, or the loop paused on purpose (circuit breaker).
+    pub fn record_progress(&self) {
+        *self.last_progress.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// When the poll loop last made progress; `None` before the first time.
+    pub fn last_progress(&self) -> Option<Instant> {
+        *self.last_progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records how a receive ended; an answered receive (even an empty one) is also progress.
+    pub fn record_receive(&self, answered: bool) {
+        self.last_receive
+            .store(if answered { 1 } else { 2 }, Ordering::Relaxed);
+        if answered {
+            self.record_progress();
+        }
+    }
+
+    /// `Some(true)` if the last receive was answered, `Some(false)` if it failed, `None` before
+    /// the first receive.
+    pub fn last_receive_ok(&self) -> Option<bool> {
+        match self.last_receive.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
     }
 
     /// A consistent-enough copy of the counters (each read on its own).
@@ -182,5 +242,37 @@ mod tests {
         let outcomes = stats.ack_outcomes();
         assert_eq!(outcomes.get("sent"), Some(&2));
         assert_eq!(outcomes.get("duplicate"), Some(&1));
+    }
+
+    #[test]
+    fn dead_letters_are_counted_per_reason() {
+        let stats = WorkerStats::default();
+        stats.record_dead_letter("invalid_event");
+        stats.record_dead_letter("invalid_event");
+        stats.record_dead_letter("retries_exhausted");
+        assert_eq!(stats.snapshot().dead_lettered, 3);
+        let reasons = stats.dead_letter_reasons();
+        assert_eq!(reasons.get("invalid_event"), Some(&2));
+        assert_eq!(reasons.get("retries_exhausted"), Some(&1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receives_and_progress_are_remembered() {
+        let stats = WorkerStats::default();
+        assert_eq!(stats.last_receive_ok(), None);
+        assert_eq!(stats.last_progress(), None);
+        stats.record_receive(false);
+        assert_eq!(stats.last_receive_ok(), Some(false));
+        assert_eq!(
+            stats.last_progress(),
+            None,
+            "a failed receive is no progress"
+        );
+        stats.record_receive(true);
+        assert_eq!(stats.last_receive_ok(), Some(true));
+        let first = stats.last_progress().expect("progress");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        stats.record_progress();
+        assert_eq!(stats.last_progress(), Some(first + Duration::from_secs(3)));
     }
 }
