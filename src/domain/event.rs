@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::email::EmailAddress;
 use super::invite::{InviteDetails, InviteId};
-use super::text::check_text;
+use super::text::{check_text, forbidden_char};
 
 pub const CONTRACT_VERSION: u64 = 1;
 /// Bodies larger than this are refused before parsing.
@@ -134,7 +134,11 @@ pub fn decode(body: &str) -> Result<InboundEvent, DecodeError> {
     if !EVENT_TYPES.contains(&kind.as_str()) {
         return Err(DecodeError::new(
             "type",
-            format!("{kind:?} is not one of {}", EVENT_TYPES.join(", ")),
+            format!(
+                "{:?} is not one of {}",
+                printable(&kind),
+                EVENT_TYPES.join(", ")
+            ),
         ));
     }
     let id = top.required("id", event_id)?;
@@ -276,18 +280,31 @@ impl Fields {
         match self.map.keys().next() {
             None => Ok(()),
             Some(k) => Err(DecodeError::new(
-                self.path(&printable(k)),
+                self.path(&key_name(k)),
                 "is not a field of this contract",
             )),
         }
     }
 }
 
+/// An object key as it appears in a field path: [`printable`], and `""` for the empty key, so
+/// that an error about it still names a field.
+fn key_name(key: &str) -> String {
+    if key.is_empty() {
+        "\"\"".to_string()
+    } else {
+        printable(key)
+    }
+}
+
+/// Input echoed in an error (a field name, an unknown type): at most 64 characters, with
+/// control and invisible formatting characters shown as `?`, so that a reason stays short and
+/// safe for a DLQ message attribute and a log line.
 fn printable(s: &str) -> String {
     let cleaned: String = s
         .chars()
         .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if forbidden_char(c) { '?' } else { c })
         .collect();
     cleaned
 }
@@ -385,7 +402,7 @@ fn attributes(v: Value, field: &str) -> Result<BTreeMap<String, String>, DecodeE
     }
     let mut out = BTreeMap::new();
     for (name, value) in map {
-        let path = format!("{field}.{}", printable(&name));
+        let path = format!("{field}.{}", key_name(&name));
         check_attribute_name(&name).map_err(|r| DecodeError::new(&path, r))?;
         if RESERVED_ATTRIBUTES.contains(&name.as_str()) {
             return Err(DecodeError::new(
