@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
 # README command two: every test. Starts the local stack (moto server + SMTP sink, pinned, in a
-# project-local venv) itself, then runs unit, adapter and end-to-end tests and the deployment
-# template lint.
+# project-local venv) itself, then runs unit, adapter and end-to-end tests, the scripted
+# reliability scenarios (which print their figures), and the deployment template lint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/local-stack.sh start
 eval "$(scripts/local-stack.sh env)"
-echo "== cargo test" >&2
+
+# The scenarios that print figures run on their own, with their output shown.
+figures=(hostile_input reliability_crash reliability_faults secrets)
+others=()
+for f in tests/*.rs; do
+  name=$(basename "$f" .rs)
+  [[ " ${figures[*]} " == *" $name "* ]] || others+=(--test "$name")
+done
+
+echo "== unit, adapter and end-to-end tests" >&2
+cargo test --lib --bins "${others[@]}" 2>&1
+echo "== reliability and hostile-input scenarios (figures below)" >&2
+fig_args=()
+for name in "${figures[@]}"; do fig_args+=(--test "$name"); done
+cargo test "${fig_args[@]}" -- --nocapture --test-threads=1 2>&1
 # Benches are built (so they cannot rot) but not run here: they print figures, see docs/performance.md.
-cargo test --lib --bins --tests --examples 2>&1
 cargo build --benches --quiet
-if [ -f deploy/cloudformation.yaml ]; then
-  echo "== cfn-lint deploy/cloudformation.yaml" >&2
-  "${INVITE_STACK_VENV:-.venv-stack}/bin/cfn-lint" deploy/cloudformation.yaml
-fi
+echo "== cfn-lint deploy/cloudformation.yaml" >&2
+"${INVITE_STACK_VENV:-.venv-stack}/bin/cfn-lint" deploy/cloudformation.yaml
+echo "== all tests passed" >&2
