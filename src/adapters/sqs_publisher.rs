@@ -112,11 +112,8 @@ where
 #[cfg(test)]
 mod tests {
     use aws_sdk_sqs::config::retry::RetryConfig;
-    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_sqs::operation::send_message::SendMessageOutput;
-    use aws_smithy_mocks::{
-        create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode,
-    };
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
     use serde_json::json;
@@ -127,19 +124,8 @@ mod tests {
     const FIFO: &str = "https://sqs.us-east-1.amazonaws.com/123/invite-lifecycle.fifo";
 
     fn client(rules: &[&Rule]) -> Client {
-        let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
-        for rule in rules {
-            interceptor = interceptor.with_rule(rule);
-        }
-        let conf = aws_sdk_sqs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-            .retry_config(RetryConfig::disabled())
-            .http_client(create_mock_http_client())
-            .interceptor(interceptor)
-            .build();
-        Client::from_conf(conf)
+        mock_client!(aws_sdk_sqs, RuleMode::MatchAny, rules, |c| c
+            .retry_config(RetryConfig::disabled()))
     }
 
     fn event() -> PendingPublication {

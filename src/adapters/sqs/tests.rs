@@ -1,12 +1,11 @@
 use aws_sdk_sqs::config::retry::RetryConfig;
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityOutput;
 use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput;
 use aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput;
 use aws_sdk_sqs::operation::send_message::SendMessageOutput;
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
 use aws_sdk_sqs::types::{BatchResultErrorEntry, DeleteMessageBatchResultEntry};
-use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 
@@ -16,19 +15,8 @@ const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/123/invites";
 const DLQ: &str = "https://sqs.us-east-1.amazonaws.com/123/invites-dlq";
 
 fn client(rules: &[&Rule]) -> Client {
-    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
-    for rule in rules {
-        interceptor = interceptor.with_rule(rule);
-    }
-    let conf = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .retry_config(RetryConfig::disabled())
-        .http_client(create_mock_http_client())
-        .interceptor(interceptor)
-        .build();
-    Client::from_conf(conf)
+    mock_client!(aws_sdk_sqs, RuleMode::MatchAny, rules, |c| c
+        .retry_config(RetryConfig::disabled()))
 }
 
 fn queue(rules: &[&Rule]) -> SqsQueue {
