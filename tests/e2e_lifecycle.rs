@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use aws_sdk_cognitoidentityprovider::types::AuthFlowType;
-use invite_worker::config::{ConfigSources, Settings, Transport};
+use invite_worker::config::Transport;
 use invite_worker::domain::{EmailAddress, InviteId, InviteStatus};
 use invite_worker::ports::InviteStore;
 use invite_worker::wiring::{self, Components};
@@ -20,66 +20,16 @@ use support::*;
 /// `support::bootstrapped` with `events.outbound_queue_url = "create"`: bootstrap also creates
 /// the lifecycle-events queue and records its URL.
 async fn bootstrapped_with_events(tag: &str) -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state_file = dir.path().join("bootstrap.toml");
-    let sources = ConfigSources {
-        config_dir: PathBuf::from("config"),
-        environment: None,
-        state_file: state_file.clone(),
-    };
-    let mut settings = Settings::load(&sources).expect("config/default.toml loads");
-    let name = unique(tag);
-    settings.queue.name = name.clone();
-    settings.table.name = format!("{name}-invites");
-    settings.cognito.user_pool_name = format!("{name}-pool");
-    settings.email.transport = Transport::Ses;
-    settings.events.outbound_queue_url = "create".into();
-    let sdk = wiring::sdk_config().await;
-    invite_worker::bootstrap::bootstrap(&settings, &sdk, &state_file)
-        .await
-        .expect("bootstrap");
-    let mut loaded = Settings::load(&sources).expect("settings with bootstrap state");
-    loaded.queue.name = settings.queue.name.clone();
-    loaded.table.name = settings.table.name.clone();
-    loaded.cognito.user_pool_name = settings.cognito.user_pool_name.clone();
-    loaded.queue.wait_seconds = 1;
-    loaded.queue.retry_base_seconds = 1;
-    loaded.queue.retry_max_seconds = 2;
-    loaded.worker.idle_polls = 2;
-    loaded.email = settings.email.clone();
+    let env = bootstrapped_named(tag, Transport::Ses, |s| {
+        s.events.outbound_queue_url = "create".into();
+    })
+    .await;
     assert!(
-        loaded.events.outbound_queue_url.starts_with("http"),
+        env.settings.events.outbound_queue_url.starts_with("http"),
         "bootstrap recorded the events queue: {:?}",
-        loaded.events.outbound_queue_url
+        env.settings.events.outbound_queue_url
     );
-    Env {
-        settings: loaded,
-        state_file,
-        dir,
-    }
-}
-
-/// Raw MIME of every SES mail moto holds for `to`, like `support::ses_mails_to`, but retried:
-/// moto's state dump fails now and then while other tests change its state.
-fn mails_to(to: &str) -> Vec<String> {
-    for _ in 0..10 {
-        let Ok(data) = serde_json::from_str::<Value>(&moto_get("/moto-api/data.json")) else {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            continue;
-        };
-        let header = format!("To: {to}");
-        return data["ses"]["RawMessage"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| m["raw_data"].as_str())
-                    .filter(|raw| raw.lines().any(|l| l.eq_ignore_ascii_case(&header)))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-    }
-    panic!("moto's /moto-api/data.json did not answer with JSON");
+    env
 }
 
 fn event(kind: &str, data: Value) -> String {
@@ -270,12 +220,12 @@ async fn a_resend_delivers_a_new_password_that_works_and_the_old_one_stops_worki
     let email = recipient("resend");
     enqueue(&env, &[invite_event(&unique("evt"), &email)]).await;
     drain(&c).await;
-    let first = password_in(&mails_to(&email)[0]);
+    let first = password_in(&ses_mails_to(&email)[0]);
 
     enqueue(&env, &[event("invite.resend", json!({"email": email}))]).await;
     let summary = drain(&c).await;
     assert_eq!(summary.dead_lettered, 0, "{summary:?}");
-    let mails = mails_to(&email);
+    let mails = ses_mails_to(&email);
     assert_eq!(mails.len(), 2, "the invitation and the resend");
     let second = password_in(&mails[1]);
     assert_ne!(first, second);
@@ -321,7 +271,7 @@ async fn revoke_deletes_an_unused_user_and_leaves_a_registered_one() {
     )
     .await;
     drain(&c).await;
-    let pw = password_in(&mails_to(&registered)[0]);
+    let pw = password_in(&ses_mails_to(&registered)[0]);
     complete_registration(&env.settings, &registered, &pw)
         .await
         .expect("sign-in");
@@ -379,7 +329,7 @@ async fn registration_completed_after_the_real_exchange_accepts_and_adds_the_gro
     assert_eq!(status_of(&env, &c, &email).await, InviteStatus::Sent);
     assert!(groups_of(&env, &email).await.is_empty());
 
-    let pw = password_in(&mails_to(&email)[0]);
+    let pw = password_in(&ses_mails_to(&email)[0]);
     complete_registration(&env.settings, &email, &pw)
         .await
         .expect("NEW_PASSWORD_REQUIRED exchange");
@@ -392,7 +342,7 @@ async fn registration_completed_after_the_real_exchange_accepts_and_adds_the_gro
     assert_eq!(summary.dead_lettered, 0, "{summary:?}");
     assert_eq!(status_of(&env, &c, &email).await, InviteStatus::Accepted);
     assert_eq!(groups_of(&env, &email).await, vec!["employees"]);
-    assert_eq!(mails_to(&email).len(), 2, "invitation and welcome");
+    assert_eq!(ses_mails_to(&email).len(), 2, "invitation and welcome");
 
     let events = lifecycle_events(&env, &mut Vec::new()).await;
     assert_eq!(events[&email], types(&["invite.sent", "invite.accepted"]));
@@ -416,7 +366,7 @@ async fn reconcile_finds_an_acceptance_nobody_reported() {
     )
     .await;
     drain(&c).await;
-    let pw = password_in(&mails_to(&quiet)[0]);
+    let pw = password_in(&ses_mails_to(&quiet)[0]);
     complete_registration(&env.settings, &quiet, &pw)
         .await
         .expect("sign-in");
@@ -461,7 +411,7 @@ async fn cleanup_in_the_future_expires_only_the_unaccepted_and_a_second_run_chan
     .await;
     drain(&c).await;
     for email in [&reported, &unreported] {
-        let pw = password_in(&mails_to(email)[0]);
+        let pw = password_in(&ses_mails_to(email)[0]);
         complete_registration(&env.settings, email, &pw)
             .await
             .expect("sign-in");
