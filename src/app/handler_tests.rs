@@ -1,54 +1,16 @@
 //! The invite service over in-memory fakes: every path of the request flow, redelivery, crashes
 //! between steps, permanent and transient failures, and the lifecycle events.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::json;
 use time::macros::datetime;
 
-use super::compose::PlainComposer;
-use super::handler::{InviteService, ServiceConfig};
-use crate::adapters::memory::{ManualClock, MemoryDirectory, MemoryMailer, MemoryStore};
-use crate::domain::pool::tests::reference_pool;
+use super::test_world::{world_with, World, POOL};
 use crate::domain::{EmailAddress, InviteId, InviteStatus};
 use crate::error::{Disposition, ErrorKind, Service};
 use crate::ports::{Directory, UserStatus};
 
-struct World {
-    store: Arc<MemoryStore>,
-    dir: Arc<MemoryDirectory>,
-    mailer: Arc<MemoryMailer>,
-    clock: Arc<ManualClock>,
-    service: InviteService,
-}
-
-const POOL: &str = "us-east-1_test";
-
 fn world() -> World {
-    let store = Arc::new(MemoryStore::new());
-    let dir = Arc::new(MemoryDirectory::new(reference_pool()));
-    let mailer = Arc::new(MemoryMailer::new());
-    let clock = Arc::new(ManualClock::new(datetime!(2026-11-26 12:00 UTC)));
-    let service = InviteService::new(
-        store.clone(),
-        dir.clone(),
-        mailer.clone(),
-        Arc::new(PlainComposer),
-        clock.clone(),
-        ServiceConfig {
-            user_pool_id: POOL.into(),
-            default_expiry_days: 7,
-            lease: Duration::from_secs(120),
-        },
-    );
-    World {
-        store,
-        dir,
-        mailer,
-        clock,
-        service,
-    }
+    world_with(false)
 }
 
 fn request(id: &str, email: &str) -> String {

@@ -2,19 +2,12 @@
 //! (resend, revoke, acceptance, expiry, reminder), out-of-order delivery as a table, the outbox of
 //! lifecycle events, and the cleanup and reconcile passes in `crate::lifecycle`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
-use super::compose::PlainComposer;
-use super::handler::{InviteService, ServiceConfig};
-use crate::adapters::memory::{
-    ManualClock, MemoryDirectory, MemoryMailer, MemoryPublisher, MemoryStore,
-};
-use crate::domain::pool::tests::reference_pool;
 use crate::domain::state::Trigger;
 use crate::domain::{EmailAddress, Invite, InviteId, InviteStatus, Lease};
 use crate::error::{Disposition, ErrorKind};
@@ -23,48 +16,7 @@ use crate::lifecycle::reconcile::{reconcile, ReconcileOptions};
 use crate::lifecycle::Outcome;
 use crate::ports::{InviteStore, UserStatus};
 
-const POOL: &str = "us-east-1_test";
-const START: OffsetDateTime = datetime!(2026-11-26 12:00 UTC);
-
-struct World {
-    store: Arc<MemoryStore>,
-    dir: Arc<MemoryDirectory>,
-    mailer: Arc<MemoryMailer>,
-    publisher: Arc<MemoryPublisher>,
-    clock: Arc<ManualClock>,
-    service: InviteService,
-}
-
-fn world_with(publishing: bool) -> World {
-    let store = Arc::new(MemoryStore::new());
-    let dir = Arc::new(MemoryDirectory::new(reference_pool()));
-    let mailer = Arc::new(MemoryMailer::new());
-    let publisher = Arc::new(MemoryPublisher::default());
-    let clock = Arc::new(ManualClock::new(START));
-    let mut service = InviteService::new(
-        store.clone(),
-        dir.clone(),
-        mailer.clone(),
-        Arc::new(PlainComposer),
-        clock.clone(),
-        ServiceConfig {
-            user_pool_id: POOL.into(),
-            default_expiry_days: 7,
-            lease: Duration::from_secs(120),
-        },
-    );
-    if publishing {
-        service = service.with_publisher(publisher.clone());
-    }
-    World {
-        store,
-        dir,
-        mailer,
-        publisher,
-        clock,
-        service,
-    }
-}
+use super::test_world::{world_with, World, POOL, START};
 
 fn world() -> World {
     world_with(true)

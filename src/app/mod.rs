@@ -7,3 +7,5 @@ mod handler_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod template_composer;
+#[cfg(test)]
+mod test_world;
