@@ -3,7 +3,7 @@
 //! the production [`Worker`] over the in-memory fakes, with a configurable latency on every
 //! downstream call.
 //!
-//! `cargo bench --bench pipeline` runs the default suite (about 30 s). One custom scenario:
+//! `cargo bench --bench pipeline` runs the default suite (about 25 s). One custom scenario:
 //!
 //! ```text
 //! INVITES=20000 LATENCY_MS=0 CONCURRENCY=256 COMPOSER=template cargo bench --bench pipeline
@@ -13,7 +13,10 @@
 //! `INVITES`, `LATENCY_MS` (on every store, directory and mailer call; the queue has none),
 //! `CONCURRENCY`, `COMPOSER` (`template`, `plain`, `template+mime`, or `all`), `PROFILE_CACHE=1`
 //! (cache `pool_profile` as the Cognito adapter does), `LOGS=1` (JSON log lines, as in production,
-//! written to a sink), `REPEAT` (runs per scenario; the best is reported).
+//! written to a sink), `REPEAT` (runs per scenario; the one with the least CPU is reported),
+//! `STAGES` (`on`, `off`, or `only`: the per-stage costs), `STAGE_ITERATIONS`, `TEMPLATES_DIR`
+//! (benchmark other templates), `DUMP_RENDERS=FILE` (write renders of every template against
+//! tricky contexts and exit, to check that a rendering change keeps the output byte for byte).
 //!
 //! What each figure means is in docs/performance.md.
 
@@ -223,6 +226,11 @@ mod process {
             .parse()
             .ok()?;
         Some(kb * 1024)
+    }
+
+    /// Resident set size now.
+    pub fn rss() -> Option<u64> {
+        status_bytes("VmRSS:")
     }
 
     /// Peak resident set size since the last [`reset_peak_rss`].
@@ -584,6 +592,7 @@ struct Figures {
     /// What the fakes store at the end.
     stored_by_fakes: usize,
     baseline_heap: usize,
+    baseline_rss: Option<u64>,
     peak_rss: Option<u64>,
     /// Time and allocations inside the fakes (and the benchmark's bookkeeping around them).
     fake_cpu: Duration,
@@ -758,6 +767,7 @@ async fn drive(scenario: &Scenario, settings: &Settings, run_id: &str) -> Figure
 
     // Everything above is set-up; the measurement starts here.
     process::reset_peak_rss();
+    let baseline_rss = process::rss();
     let baseline_heap = LIVE.load(Relaxed);
     PEAK.store(baseline_heap, Relaxed);
     STORED_BY_FAKES.store(0, Relaxed);
@@ -884,6 +894,7 @@ async fn drive(scenario: &Scenario, settings: &Settings, run_id: &str) -> Figure
         peak_working,
         stored_by_fakes,
         baseline_heap,
+        baseline_rss,
         peak_rss,
         fake_cpu,
         fake_allocations,
@@ -1282,7 +1293,7 @@ fn main() {
     println!();
     for (scenario, f) in &results {
         println!(
-            "{} [{}]: wall {:.2} s, cpu {:.2} s (fakes {:.2} s, producer {:.2} s), heap at start {} MB, mean in flight {:.1}, handler mean {:.1} ms, downstream per invite {:.1} ms, outcomes {}",
+            "{} [{}]: wall {:.2} s, cpu {:.2} s (fakes {:.2} s, producer {:.2} s), heap at start {} MB, rss at start {} MB, mean in flight {:.1}, handler mean {:.1} ms, downstream per invite {:.1} ms, outcomes {}",
             scenario.label.trim(),
             scenario.composer.name(),
             f.wall.as_secs_f64(),
@@ -1290,6 +1301,7 @@ fn main() {
             f.fake_cpu.as_secs_f64(),
             f.producer.as_secs_f64(),
             mb(f.baseline_heap as u64),
+            f.baseline_rss.map_or("-".into(), mb),
             f.mean_in_flight,
             f.handler_mean_ms,
             f.downstream_per_invite.as_secs_f64() * 1e3,
