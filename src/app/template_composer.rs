@@ -46,9 +46,9 @@ impl Composer for TemplateComposer {
             from: self.settings.from.clone(),
             reply_to: self.settings.reply_to.clone(),
             to: invite.email.clone(),
-            subject: rendered.subject.clone(),
-            text: rendered.text.clone(),
-            html: rendered.html.clone(),
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
             headers: vec![
                 ("X-Invite-Id".into(), invite.invite_id.to_string()),
                 ("X-Invite-Generation".into(), invite.generation.to_string()),

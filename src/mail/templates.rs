@@ -6,7 +6,7 @@
 //! `{% extends %}` and `{% include %}`). HTML parts are auto-escaped, text parts are not.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use minijinja::value::Value;
@@ -243,7 +243,7 @@ impl Templates {
         }
         Ok(RenderedEmail {
             subject,
-            text: finish_text(&text),
+            text: finish_text(text),
             html,
             locale_used: used.to_owned(),
         })
@@ -373,20 +373,30 @@ fn new_environment() -> Environment<'static> {
 fn html_formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), minijinja::Error> {
     match value.as_str() {
         Some(s) if state.auto_escape() == AutoEscape::Html && !value.is_safe() => {
-            for c in s.chars() {
-                match c {
-                    '<' => out.write_str("&lt;"),
-                    '>' => out.write_str("&gt;"),
-                    '&' => out.write_str("&amp;"),
-                    '"' => out.write_str("&quot;"),
-                    '\'' => out.write_str("&#x27;"),
-                    c => out.write_char(c),
-                }?;
-            }
-            Ok(())
+            write_html_escaped(out, s).map_err(minijinja::Error::from)
         }
         _ => minijinja::escape_formatter(out, state, value),
     }
+}
+
+/// Writes `s` with `<`, `>`, `&`, `"` and `'` escaped, copying the runs between them whole
+/// (the five are ASCII, so a byte scan never splits a UTF-8 sequence).
+fn write_html_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    let mut from = 0;
+    for (i, byte) in s.bytes().enumerate() {
+        let entity = match byte {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'&' => "&amp;",
+            b'"' => "&quot;",
+            b'\'' => "&#x27;",
+            _ => continue,
+        };
+        out.write_str(&s[from..i])?;
+        out.write_str(entity)?;
+        from = i + 1;
+    }
+    out.write_str(&s[from..])
 }
 
 /// `{{ expires_at_iso|human_date }}`: the date in the language of the template being rendered.
@@ -452,10 +462,10 @@ fn valid_locale(tag: &str) -> bool {
 }
 
 /// Text bodies end with exactly one newline.
-fn finish_text(text: &str) -> String {
-    let mut out = text.trim_end().to_owned();
-    out.push('\n');
-    out
+fn finish_text(mut text: String) -> String {
+    text.truncate(text.trim_end().len());
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
@@ -612,6 +622,27 @@ mod tests {
             "Acme|jane.doe@example.com|jane.doe@example.com|Sample-Passw0rd!|https://app.example.com/sign-in|\
              2 December 2026, 12:00 UTC|2026-12-02T12:00:00Z|2. Dezember 2026, 12:00 UTC|7|Max Mustermann|Jane|Doe|\
              Platform|en-GB|de|support@example.com|00000000-0000-0000-0000-000000000000|Jane"
+        );
+    }
+
+    #[test]
+    fn html_escaping_replaces_the_five_and_copies_the_rest() {
+        let escape = |s: &str| {
+            let mut out = String::new();
+            write_html_escaped(&mut out, s).expect("write to a String");
+            out
+        };
+        assert_eq!(escape(""), "");
+        assert_eq!(escape("plain / text"), "plain / text");
+        assert_eq!(
+            escape("<a href=\"x\">Tom & Jerry's</a>"),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#x27;s&lt;/a&gt;"
+        );
+        assert_eq!(escape("&&<<"), "&amp;&amp;&lt;&lt;");
+        assert_eq!(escape("Zoë <日本> 😀'"), "Zoë &lt;日本&gt; 😀&#x27;");
+        assert_eq!(
+            escape("https://x.example/a?b=1&c=2"),
+            "https://x.example/a?b=1&amp;c=2"
         );
     }
 
