@@ -20,6 +20,7 @@ use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteR
 use crate::domain::invite::PendingPublication;
 use crate::domain::password::generate;
 use crate::domain::state::{decide, Effect, Outcome, Trigger};
+use crate::domain::PoolProfile;
 use crate::domain::{
     EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease,
     TemporaryPassword,
@@ -165,6 +166,8 @@ struct Request<'a> {
     expires_in_days: Option<u32>,
     reason: Option<&'a str>,
     occurred_at: Option<OffsetDateTime>,
+    /// The pool profile, when the event's check already read it (saves a second read).
+    profile: Option<&'a PoolProfile>,
 }
 
 pub struct InviteService {
@@ -279,6 +282,7 @@ impl InviteService {
             expires_in_days: None,
             reason: None,
             occurred_at: event.occurred_at,
+            profile: None,
         };
         match &event.body {
             EventBody::InviteRequested(req) => {
@@ -291,6 +295,7 @@ impl InviteService {
                     email: Some(&req.email),
                     details: Some(&req.details),
                     expires_in_days: req.expires_in_days,
+                    profile: Some(&profile),
                     ..base
                 };
                 self.apply(id, Trigger::Requested, &request).await
@@ -354,6 +359,7 @@ impl InviteService {
             expires_in_days: None,
             reason: None,
             occurred_at: None,
+            profile: None,
         };
         self.apply(id, trigger, &request).await
     }
@@ -572,7 +578,10 @@ impl InviteService {
 
         let from = rec.status;
         let target = if opening { InviteStatus::Sent } else { to };
-        match self.run_effects(&rec, trigger, target, effects).await {
+        match self
+            .run_effects(&rec, trigger, target, effects, req.profile)
+            .await
+        {
             Ok(finish) => self.finish(rec, from, finish, req, now).await,
             Err(e) => {
                 if let (true, Some(code)) = (opening, rejection(&e)) {
@@ -663,6 +672,7 @@ impl InviteService {
         trigger: &Trigger,
         target: InviteStatus,
         effects: &[Effect],
+        profile: Option<&PoolProfile>,
     ) -> Result<Finish, HandleError> {
         let mut finish = Finish {
             to: target,
@@ -674,7 +684,7 @@ impl InviteService {
         let mut password: Option<TemporaryPassword> = None;
         for effect in effects {
             match effect {
-                Effect::ProvisionUser => match self.provision(rec).await? {
+                Effect::ProvisionUser => match self.provision(rec, profile).await? {
                     Provisioned::Ready { password: p, sub } => {
                         password = Some(p);
                         finish.sub = sub;
@@ -689,7 +699,7 @@ impl InviteService {
                         });
                     }
                 },
-                Effect::RotatePassword => match self.rotate(rec).await? {
+                Effect::RotatePassword => match self.rotate(rec, profile).await? {
                     Some(p) => password = Some(p),
                     None => return self.accept_found(rec).await,
                 },
@@ -751,8 +761,19 @@ impl InviteService {
 
     /// Creates the user with a fresh temporary password, or gives an existing never-used user a
     /// fresh one. A confirmed user is never touched.
-    async fn provision(&self, rec: &Invite) -> Result<Provisioned, HandleError> {
-        let profile = self.directory.pool_profile().await?;
+    async fn provision(
+        &self,
+        rec: &Invite,
+        profile: Option<&PoolProfile>,
+    ) -> Result<Provisioned, HandleError> {
+        let fetched;
+        let profile = match profile {
+            Some(p) => p,
+            None => {
+                fetched = self.directory.pool_profile().await?;
+                &fetched
+            }
+        };
         let password = generate(&profile.password_policy);
         let user = NewUser {
             username: &rec.username,
@@ -785,10 +806,14 @@ impl InviteService {
 
     /// A fresh temporary password for an existing never-used user (re-creating a missing one);
     /// `None` when the user already completed registration.
-    async fn rotate(&self, rec: &Invite) -> Result<Option<TemporaryPassword>, HandleError> {
+    async fn rotate(
+        &self,
+        rec: &Invite,
+        profile: Option<&PoolProfile>,
+    ) -> Result<Option<TemporaryPassword>, HandleError> {
         match self.directory.get_user(&rec.username).await? {
             Some(u) if u.status == UserStatus::Confirmed => Ok(None),
-            _ => match self.provision(rec).await? {
+            _ => match self.provision(rec, profile).await? {
                 Provisioned::Ready { password, .. } => Ok(Some(password)),
                 Provisioned::AlreadyRegistered => Ok(None),
             },
