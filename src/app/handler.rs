@@ -35,7 +35,9 @@ use crate::ports::{
 const MAX_CONFLICT_RETRIES: usize = 5;
 /// The longest a message waits before looking again at an invite another worker holds (the
 /// SQS visibility limit is 12 hours; a lease is minutes).
-const MAX_BUSY_WAIT_SECONDS: i64 = 3600;
+const MAX_BUSY_WAIT_SECONDS: u64 = 3600;
+/// How soon a message looks again at an invite whose lease was taken recently.
+const YOUNG_LEASE_RETRY_SECONDS: u64 = 5;
 
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
@@ -56,8 +58,9 @@ pub enum HandleError {
     Rejected { code: String, message: String },
     #[error(transparent)]
     Transient(DownstreamError),
+    /// Another worker holds the invite's lease until `.1`; look again in `.2`.
     #[error("invite {0} is being handled by another worker until {1}")]
-    Busy(InviteId, OffsetDateTime),
+    Busy(InviteId, OffsetDateTime, Duration),
     #[error("invite {0} kept changing during this write; will retry")]
     Contended(InviteId),
     #[error("{0}")]
@@ -65,7 +68,7 @@ pub enum HandleError {
 }
 
 impl HandleError {
-    pub fn disposition(&self, now: OffsetDateTime) -> Disposition {
+    pub fn disposition(&self) -> Disposition {
         match self {
             HandleError::Invalid(e) => Disposition::DeadLetter {
                 code: "invalid_event".into(),
@@ -88,20 +91,11 @@ impl HandleError {
                 after: None,
                 downstream: Some(e.service),
             },
-            HandleError::Busy(_, until) => {
-                // Come back when the holder's lease ends: a live holder has finished by then
-                // (and this delivery is a no-op), a dead one has let go. Waiting the whole lease
-                // keeps a stale lease from using up the message's attempts.
-                let wait = (*until - now)
-                    .whole_seconds()
-                    .saturating_add(1)
-                    .clamp(1, MAX_BUSY_WAIT_SECONDS);
-                Disposition::Retry {
-                    reason: self.to_string(),
-                    after: Some(Duration::from_secs(wait as u64)),
-                    downstream: None,
-                }
-            }
+            HandleError::Busy(_, _, wait) => Disposition::Retry {
+                reason: self.to_string(),
+                after: Some(*wait),
+                downstream: None,
+            },
             HandleError::Contended(_) => Disposition::Retry {
                 reason: self.to_string(),
                 after: None,
@@ -230,7 +224,7 @@ impl InviteService {
         };
         match result {
             Ok(h) => Disposition::Ack { outcome: h.outcome },
-            Err(e) => e.disposition(self.clock.now()),
+            Err(e) => e.disposition(),
         }
     }
 
@@ -344,6 +338,23 @@ impl InviteService {
         }
     }
 
+    /// How long a message waits before looking again at an invite another worker holds. A young
+    /// lease belongs to a worker that is most likely still busy with it (a duplicate delivery):
+    /// look again soon. An old one belongs to a worker that was probably cut off: wait until it
+    /// runs out, so a stale lease does not use up the message's attempts.
+    fn busy_wait(&self, now: OffsetDateTime, until: OffsetDateTime) -> Duration {
+        let lease =
+            time::Duration::try_from(self.config.lease).unwrap_or(time::Duration::minutes(2));
+        let remaining =
+            Duration::try_from(until - now).unwrap_or(Duration::ZERO) + Duration::from_secs(1);
+        let age = now - (until - lease);
+        if age < lease / 2 {
+            remaining.min(Duration::from_secs(YOUNG_LEASE_RETRY_SECONDS))
+        } else {
+            remaining.min(Duration::from_secs(MAX_BUSY_WAIT_SECONDS))
+        }
+    }
+
     /// Applies an internal trigger (cleanup, reconcile): no event id, nothing to deduplicate.
     pub async fn apply_internal(
         &self,
@@ -392,7 +403,7 @@ impl InviteService {
                 .as_ref()
                 .and_then(|r| r.lease_held_by_other(now, &token))
             {
-                return Err(HandleError::Busy(id, until));
+                return Err(HandleError::Busy(id, until, self.busy_wait(now, until)));
             }
             let outcome = if is_stale(current.as_ref(), &trigger, req.occurred_at) {
                 Outcome::Note {

@@ -510,3 +510,31 @@ async fn temporary_passwords_never_reach_the_store() {
     assert_eq!(checked, 10);
     let _ = w.dir.pool_profile().await;
 }
+
+#[tokio::test]
+async fn a_busy_invite_is_retried_soon_while_the_lease_is_young_and_at_its_end_when_old() {
+    let w = world();
+    w.store
+        .faults
+        .fail_nth("PutItem", 2, ErrorKind::Unavailable);
+    w.service
+        .handle_body(&request("e1", "jane@example.com"))
+        .await;
+    let after = |d: Disposition| match d {
+        Disposition::Retry { after, .. } => after,
+        other => panic!("{other:?}"),
+    };
+    // A lease taken just now: most likely a live duplicate; look again in a few seconds.
+    let d = w
+        .service
+        .handle_body(&request("e1", "jane@example.com"))
+        .await;
+    assert_eq!(after(d), Some(std::time::Duration::from_secs(5)));
+    // 100 s into a 120 s lease: its holder was probably cut off; wait for the lease to end.
+    w.clock.advance(time::Duration::seconds(100));
+    let d = w
+        .service
+        .handle_body(&request("e1", "jane@example.com"))
+        .await;
+    assert_eq!(after(d), Some(std::time::Duration::from_secs(21)));
+}

@@ -189,7 +189,11 @@ mod tests {
             outcome_of(Ok(handled("reminded", InviteStatus::Sent, true))).0,
             Outcome::Reminded
         );
-        let busy = HandleError::Busy(id, OffsetDateTime::now_utc());
+        let busy = HandleError::Busy(
+            id,
+            OffsetDateTime::now_utc(),
+            std::time::Duration::from_secs(1),
+        );
         assert_eq!(outcome_of(Err(busy)).0, Outcome::SkippedBusy);
         assert_eq!(
             outcome_of(Err(HandleError::Contended(id))).0,
