@@ -5,7 +5,7 @@
 //! - A: 20 % of Cognito and SES calls fail (throttling, 5xx, dropped connections, answers lost
 //!   after the call took effect, slow answers) → every invite ends `sent`, nothing dead-lettered.
 //! - B: Cognito is down for `RELIABILITY_OUTAGE_SECONDS` (default 30) while invites arrive, with
-//!   the default retry settings (`queue.max_attempts` 8, base 5 s, cap 900 s) → nothing
+//!   the default retry settings (`queue.max_attempts` 10, base 5 s, cap 900 s) → nothing
 //!   dead-lettered, work resumes by itself, all end `sent`.
 //! - C: SIGTERM while invites are in flight (some held up longer than the grace period) → the
 //!   process exits within `shutdown_grace_seconds` (plus a margin), and after a restart every

@@ -187,8 +187,9 @@ pub struct Invite {
     /// Set once a reminder was sent for this generation.
     #[serde(default)]
     pub reminded_generation: Option<u32>,
-    /// The newest `occurred_at` of the events applied so far: an older request, resend or revoke
-    /// arriving later is stale and ignored (out-of-order delivery).
+    /// The newest `occurred_at` of the events that opened, re-opened or revoked this invite: a
+    /// request, resend or revoke that occurred earlier but arrives later is stale and ignored
+    /// (out-of-order delivery). See docs/lifecycle.md.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_occurred_at: Option<OffsetDateTime>,
 }
