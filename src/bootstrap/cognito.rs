@@ -105,25 +105,20 @@ async fn check_pool(cognito: &Client, id: &str) -> Result<(), BootstrapError> {
 /// The id of the pool called `name`; an error if several pools have that name.
 async fn find_pool(cognito: &Client, name: &str) -> Result<Option<String>, BootstrapError> {
     let what = format!("{} {name}", resource::USER_POOL);
+    let mut pools = cognito
+        .list_user_pools()
+        .max_results(PAGE)
+        .into_paginator()
+        .items()
+        .send();
     let mut matches = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let page = cognito
-            .list_user_pools()
-            .max_results(PAGE)
-            .set_next_token(next.take())
-            .send()
-            .await
-            .map_err(|e| BootstrapError::aws(what.as_str(), "ListUserPools", e))?;
-        matches.extend(
-            page.user_pools()
-                .iter()
-                .filter(|p| p.name() == Some(name))
-                .filter_map(|p| p.id().map(str::to_string)),
-        );
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next = Some(token.to_string()),
-            _ => break,
+    while let Some(pool) = pools
+        .try_next()
+        .await
+        .map_err(|e| BootstrapError::aws(what.as_str(), "ListUserPools", e))?
+    {
+        if pool.name() == Some(name) {
+            matches.extend(pool.id().map(str::to_string));
         }
     }
     unique(what, matches, "cognito.user_pool_id")
@@ -256,26 +251,21 @@ async fn check_client(
 
 async fn find_client(cognito: &Client, pool_id: &str) -> Result<Option<String>, BootstrapError> {
     let what = format!("{} {APP_CLIENT_NAME}", resource::APP_CLIENT);
+    let mut clients = cognito
+        .list_user_pool_clients()
+        .user_pool_id(pool_id)
+        .max_results(PAGE)
+        .into_paginator()
+        .items()
+        .send();
     let mut matches = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let page = cognito
-            .list_user_pool_clients()
-            .user_pool_id(pool_id)
-            .max_results(PAGE)
-            .set_next_token(next.take())
-            .send()
-            .await
-            .map_err(|e| BootstrapError::aws(what.as_str(), "ListUserPoolClients", e))?;
-        matches.extend(
-            page.user_pool_clients()
-                .iter()
-                .filter(|c| c.client_name() == Some(APP_CLIENT_NAME))
-                .filter_map(|c| c.client_id().map(str::to_string)),
-        );
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next = Some(token.to_string()),
-            _ => break,
+    while let Some(client) = clients
+        .try_next()
+        .await
+        .map_err(|e| BootstrapError::aws(what.as_str(), "ListUserPoolClients", e))?
+    {
+        if client.client_name() == Some(APP_CLIENT_NAME) {
+            matches.extend(client.client_id().map(str::to_string));
         }
     }
     unique(what, matches, "cognito.client_id")
