@@ -31,30 +31,34 @@ use crate::config::{self, Settings};
 pub use cognito::{APP_CLIENT_NAME, CUSTOM_ATTRIBUTE, GROUPS};
 pub use report::{resource, BootstrapReport, Outcome, ReportRow};
 
-/// Names in the invites table. Must match adapters::dynamo (the lead unifies the two at merge).
+/// Names in the invites table that bootstrap creates.
 pub mod table_layout {
+    //! The table's key and index names, as the DynamoDB adapter reads and writes them (one
+    //! definition, in `adapters::dynamo`).
+    use crate::adapters::dynamo as d;
+
     /// Partition key (S).
-    pub const PK: &str = "pk";
+    pub const PK: &str = d::ATTR_PK;
     /// Sort key (S).
-    pub const SK: &str = "sk";
+    pub const SK: &str = d::ATTR_SK;
     /// Sparse index of open invites by expiry, sharded to spread writes.
-    pub const OPEN_BY_EXPIRY_INDEX: &str = "open-by-expiry";
+    pub const OPEN_BY_EXPIRY_INDEX: &str = d::INDEX_OPEN;
     /// Hash key of [`OPEN_BY_EXPIRY_INDEX`] (S).
-    pub const OPEN_SHARD: &str = "open_shard";
+    pub const OPEN_SHARD: &str = d::ATTR_OPEN_SHARD;
     /// Range key of [`OPEN_BY_EXPIRY_INDEX`] (N, epoch seconds).
-    pub const OPEN_EXPIRES_AT: &str = "open_expires_at";
+    pub const OPEN_EXPIRES_AT: &str = d::ATTR_OPEN_EXPIRES_AT;
     /// Index of invites by status, most recently updated last.
-    pub const BY_STATUS_INDEX: &str = "by-status";
+    pub const BY_STATUS_INDEX: &str = d::INDEX_STATUS;
     /// Hash key of [`BY_STATUS_INDEX`] (S).
-    pub const STATUS: &str = "status";
+    pub const STATUS: &str = d::ATTR_STATUS;
     /// Range key of [`BY_STATUS_INDEX`] and [`UNPUBLISHED_INDEX`] (N, epoch milliseconds).
-    pub const UPDATED_MS: &str = "updated_ms";
+    pub const UPDATED_MS: &str = d::ATTR_UPDATED_MS;
     /// Sparse index of invites with lifecycle events not yet published (the outbox).
-    pub const UNPUBLISHED_INDEX: &str = "unpublished";
+    pub const UNPUBLISHED_INDEX: &str = d::INDEX_UNPUBLISHED;
     /// Hash key of [`UNPUBLISHED_INDEX`] (S).
-    pub const OUTBOX_SHARD: &str = "outbox_shard";
+    pub const OUTBOX_SHARD: &str = d::ATTR_OUTBOX_SHARD;
     /// The TTL attribute (N, epoch seconds).
-    pub const TTL: &str = "ttl";
+    pub const TTL: &str = d::ATTR_TTL;
 }
 
 /// Why bootstrap stopped. Every variant names the resource (or configuration key) concerned.
