@@ -31,10 +31,9 @@ use crate::config::{self, Settings};
 pub use cognito::{APP_CLIENT_NAME, CUSTOM_ATTRIBUTE, GROUPS};
 pub use report::{resource, BootstrapReport, Outcome, ReportRow};
 
-/// Names in the invites table that bootstrap creates.
+/// Names in the invites table that bootstrap creates: the DynamoDB adapter's names (one
+/// definition, in `adapters::dynamo`).
 pub mod table_layout {
-    //! The table's key and index names, as the DynamoDB adapter reads and writes them (one
-    //! definition, in `adapters::dynamo`).
     use crate::adapters::dynamo as d;
 
     /// Partition key (S).
