@@ -339,3 +339,46 @@ async fn a_raised_minimum_length_is_read_again_before_the_password_is_rejected()
     assert!(password.len() >= 24, "{}", password.len());
     assert_eq!(mailed_password(&w, EMAIL), password);
 }
+
+#[tokio::test]
+async fn the_worker_hands_a_replayed_copys_lineage_from_its_message_attributes_to_the_service() {
+    use crate::adapters::sqs::ATTR_ORIGINAL_MESSAGE_ID;
+    use crate::ops::dlq::ATTR_REPLAY_COUNT;
+    use crate::ports::QueueMessage;
+    use crate::worker::MessageHandler;
+
+    let w = world_with(false);
+    w.mailer
+        .faults
+        .fail_next("SendEmail", 1, ErrorKind::Rejected("email_rejected".into()));
+    let message = |id: &str, attributes: &[(&str, &str)]| QueueMessage {
+        message_id: id.into(),
+        receipt_handle: format!("rh-{id}"),
+        body: request("e1", EMAIL),
+        receive_count: 1,
+        group_id: None,
+        sent_at: None,
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let d = w.service.handle(&message("m1", &[])).await;
+    assert_eq!(dead_letter_code(&d), Some("email_rejected"));
+    assert_eq!(
+        w.service.handle(&message("m1", &[])).await,
+        ack("redelivered")
+    );
+    let copy = message(
+        "m2",
+        &[(ATTR_REPLAY_COUNT, "1"), (ATTR_ORIGINAL_MESSAGE_ID, "m1")],
+    );
+    assert_eq!(w.service.handle(&copy).await, ack("sent"));
+    assert_eq!(
+        record(&w).unwrap().history.last().unwrap().replay,
+        Some(Replay {
+            number: 1,
+            original_message_id: Some("m1".into())
+        })
+    );
+}
