@@ -185,6 +185,35 @@ impl Directory for CognitoDirectory {
         }
     }
 
+    async fn disable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.client
+            .admin_disable_user()
+            .user_pool_id(&self.user_pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| error("AdminDisableUser", &e, pool_codes, None))
+    }
+
+    async fn enable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.client
+            .admin_enable_user()
+            .user_pool_id(&self.user_pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                error(
+                    crate::adapters::guarded::ENABLE_OPERATION,
+                    &e,
+                    pool_codes,
+                    None,
+                )
+            })
+    }
+
     async fn add_user_to_group(&self, username: &str, group: &str) -> Result<(), DownstreamError> {
         let result = self
             .client
