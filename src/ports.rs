@@ -97,6 +97,15 @@ pub enum Removal {
     Kept(UserStanding),
 }
 
+/// The operation name of [`Directory::enable_user`]'s errors.
+pub const ENABLE_OPERATION: &str = "AdminEnableUser";
+
+/// Whether an error of a guarded operation may have left the user disabled (its re-enable
+/// failed): the caller keeps its lease, so the next attempt calls [`Directory::lift_hold`].
+pub fn left_on_hold(err: &DownstreamError) -> bool {
+    err.operation == ENABLE_OPERATION
+}
+
 /// What [`Directory::rotate_if_never_used`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rotation {

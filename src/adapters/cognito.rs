@@ -204,14 +204,7 @@ impl Directory for CognitoDirectory {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                error(
-                    crate::adapters::guarded::ENABLE_OPERATION,
-                    &e,
-                    pool_codes,
-                    None,
-                )
-            })
+            .map_err(|e| error(crate::ports::ENABLE_OPERATION, &e, pool_codes, None))
     }
 
     async fn add_user_to_group(&self, username: &str, group: &str) -> Result<(), DownstreamError> {
@@ -776,7 +769,7 @@ mod tests {
     /// never deleted; and a failed re-enable is reported as one (the caller keeps its lease).
     #[tokio::test]
     async fn a_user_who_registers_before_the_hold_is_re_enabled_and_kept() {
-        use crate::adapters::guarded::left_on_hold;
+        use crate::ports::left_on_hold;
         use crate::ports::{Removal, UserStanding};
         use aws_sdk_cognitoidentityprovider::operation::admin_delete_user::AdminDeleteUserOutput;
         use aws_sdk_cognitoidentityprovider::operation::admin_disable_user::AdminDisableUserOutput;

@@ -11,7 +11,7 @@
 //! is re-enabled and left as found. What is left of the window is in docs/lifecycle.md.
 //!
 //! A failure after the user was disabled re-enables it before the error is returned; if that
-//! fails too, the error is the `AdminEnableUser` one ([`left_on_hold`]) and the caller keeps its
+//! fails too, the error is the `AdminEnableUser` one (`crate::ports::left_on_hold`) and the caller keeps its
 //! lease so that the next attempt finds it stale and calls `lift_hold`.
 
 use tracing::warn;
@@ -19,14 +19,6 @@ use tracing::warn;
 use crate::domain::{TemporaryPassword, UserStanding, UserStatus};
 use crate::error::DownstreamError;
 use crate::ports::{Directory, Removal, Rotation, UserInfo};
-
-/// The operation of an error that leaves a user disabled by a guarded operation.
-pub const ENABLE_OPERATION: &str = "AdminEnableUser";
-
-/// Whether `err` (from a guarded operation) may have left the user disabled.
-pub fn left_on_hold(err: &DownstreamError) -> bool {
-    err.operation == ENABLE_OPERATION
-}
 
 fn standing(user: &UserInfo) -> UserStanding {
     UserStanding::of(&user.status, user.enabled)

@@ -299,6 +299,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn guarded_operations_take_all_their_tokens_before_the_first_call() {
+        let directory = RateLimitedDirectory::new(
+            Counting::default(),
+            TokenBucket::new(100.0, 100),
+            TokenBucket::new(1.0, 1),
+        );
+        let start = Instant::now();
+        // The inner directory answers "no such user" at once: one call, after every token it
+        // might have needed (one from the burst, three more at one per second).
+        directory.delete_if_never_used("ada").await.unwrap();
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(DELETE_CALLS as u64 - 1)
+        );
+        assert_eq!(directory.inner().count(), 1);
+        let start = Instant::now();
+        let password = TemporaryPassword::from_known("Yy2@yyyyyyyy");
+        directory
+            .rotate_if_never_used("ada", &password)
+            .await
+            .unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(ROTATE_CALLS as u64));
+        assert_eq!(directory.inner().count(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn mailer_sends_at_the_configured_rate() {
         let mailer = RateLimitedMailer::new(Counting::default(), TokenBucket::new(4.0, 2));
         let mail = OutgoingMail {

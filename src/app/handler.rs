@@ -16,7 +16,6 @@ use time::OffsetDateTime;
 use tracing::{info, warn, Instrument};
 
 use super::compose::{Composer, MailKind};
-use crate::adapters::guarded::left_on_hold;
 use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteRef};
 use crate::domain::invite::PendingPublication;
 use crate::domain::password::generate;
@@ -28,8 +27,8 @@ use crate::domain::{
 };
 use crate::error::{Disposition, DownstreamError};
 use crate::ports::{
-    Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher, Removal, Rotation,
-    StoreError,
+    left_on_hold, Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher,
+    Removal, Rotation, StoreError,
 };
 
 /// How often a lost race (a version conflict) is retried within one handling.
@@ -594,21 +593,14 @@ impl InviteService {
 
         let from = rec.status;
         let target = if opening { InviteStatus::Sent } else { to };
-        let result = match interrupted {
-            true => self
-                .directory
-                .lift_hold(&rec.username)
-                .await
-                .map_err(HandleError::from),
-            false => Ok(()),
-        };
-        let result = match result {
-            Ok(()) => {
-                self.run_effects(&rec, trigger, target, effects, req.profile)
-                    .await
+        let result: Result<Finish, HandleError> = async {
+            if interrupted {
+                self.directory.lift_hold(&rec.username).await?;
             }
-            Err(e) => Err(e),
-        };
+            self.run_effects(&rec, trigger, target, effects, req.profile)
+                .await
+        }
+        .await;
         match result {
             Ok(finish) => self.finish(rec, from, finish, req, now).await,
             Err(e) => {

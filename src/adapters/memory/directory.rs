@@ -229,7 +229,8 @@ impl Directory for MemoryDirectory {
     }
 
     async fn enable_user(&self, username: &str) -> Result<(), DownstreamError> {
-        self.set_enabled("AdminEnableUser", username, true).await
+        self.set_enabled(crate::ports::ENABLE_OPERATION, username, true)
+            .await
     }
 
     async fn add_user_to_group(&self, username: &str, group: &str) -> Result<(), DownstreamError> {
