@@ -6,7 +6,8 @@
 //! 1. The record is written *before* any side effect (status `pending`, with a lease), and the
 //!    final status only *after* them; a crash in between leaves `pending` and a redelivery resumes.
 //! 2. Every side effect is safe to repeat: an existing never-used user gets a fresh temporary
-//!    password (`AdminSetUserPassword`), so a re-sent email always carries a working password.
+//!    password (`Directory::rotate_if_never_used`: never over a password the person chose), so a
+//!    re-sent email always carries a working password.
 //! 3. An event whose id is already in the record's history is a no-op.
 
 use std::sync::Arc;
