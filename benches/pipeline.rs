@@ -404,6 +404,18 @@ impl Directory for CountedDirectory {
             .track("directory.add_user_to_group", Keeps::Data, call)
             .await
     }
+    async fn disable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        let call = self.inner.disable_user(username);
+        self.calls
+            .track("directory.disable_user", Keeps::Nothing, call)
+            .await
+    }
+    async fn enable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        let call = self.inner.enable_user(username);
+        self.calls
+            .track("directory.enable_user", Keeps::Nothing, call)
+            .await
+    }
 }
 
 struct CountedMailer {

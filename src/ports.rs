@@ -64,14 +64,7 @@ pub trait InviteStore: Send + Sync {
 // ---------------------------------------------------------------------------------------------
 // The directory (Cognito)
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UserStatus {
-    /// Created by an admin, temporary password not yet changed: never used.
-    ForceChangePassword,
-    Confirmed,
-    /// Anything else Cognito reports (`RESET_REQUIRED`, `UNCONFIRMED`, `EXTERNAL_PROVIDER`...).
-    Other(String),
-}
+pub use crate::domain::standing::{UserStanding, UserStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserInfo {
@@ -95,6 +88,35 @@ pub enum CreateOutcome {
     AlreadyExists,
 }
 
+/// What [`Directory::delete_if_never_used`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// The never-used user is gone (or never existed).
+    Deleted,
+    /// The user was used or is not the invite's; it is left exactly as it was found.
+    Kept(UserStanding),
+}
+
+/// The operation name of [`Directory::enable_user`]'s errors.
+pub const ENABLE_OPERATION: &str = "AdminEnableUser";
+
+/// Whether an error of a guarded operation may have left the user disabled (its re-enable
+/// failed): the caller keeps its lease, so the next attempt calls [`Directory::lift_hold`].
+pub fn left_on_hold(err: &DownstreamError) -> bool {
+    err.operation == ENABLE_OPERATION
+}
+
+/// What [`Directory::rotate_if_never_used`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The never-used user has the new temporary password and is enabled.
+    Rotated { sub: Option<String> },
+    /// The user was used or is not the invite's; it is left exactly as it was found.
+    Kept(UserStanding),
+    /// No such user.
+    Missing,
+}
+
 #[async_trait]
 pub trait Directory: Send + Sync {
     /// The pool's schema and password policy (`ProfileCachingDirectory` keeps it for a bounded
@@ -109,14 +131,42 @@ pub trait Directory: Send + Sync {
     /// `AdminCreateUser` with `MessageAction=SUPPRESS` and `email_verified=true`.
     async fn create_user(&self, user: &NewUser<'_>) -> Result<CreateOutcome, DownstreamError>;
     async fn get_user(&self, username: &str) -> Result<Option<UserInfo>, DownstreamError>;
-    /// `AdminSetUserPassword` with `Permanent=false`.
+    /// `AdminSetUserPassword` with `Permanent=false`. Unconditional: the invite flow calls
+    /// [`Directory::rotate_if_never_used`] instead.
     async fn set_temporary_password(
         &self,
         username: &str,
         password: &TemporaryPassword,
     ) -> Result<(), DownstreamError>;
-    /// `AdminDeleteUser`; a user that does not exist counts as deleted.
+    /// `AdminDeleteUser`; a user that does not exist counts as deleted. Unconditional: the
+    /// invite flow calls [`Directory::delete_if_never_used`] instead.
     async fn delete_user(&self, username: &str) -> Result<(), DownstreamError>;
+    /// `AdminDisableUser`: nobody can sign in (nor answer `NEW_PASSWORD_REQUIRED`) until enabled.
+    async fn disable_user(&self, username: &str) -> Result<(), DownstreamError>;
+    /// `AdminEnableUser`.
+    async fn enable_user(&self, username: &str) -> Result<(), DownstreamError>;
+
+    /// Deletes the user if, and only if, it was never used (`FORCE_CHANGE_PASSWORD`), without
+    /// a window in which the person could register and then lose the account: the user is
+    /// disabled, checked again, then deleted or re-enabled (see `crate::adapters::guarded`).
+    async fn delete_if_never_used(&self, username: &str) -> Result<Removal, DownstreamError> {
+        crate::adapters::guarded::delete_if_never_used(self, username).await
+    }
+    /// Gives a never-used user a fresh temporary password (`Permanent=false`) and leaves it
+    /// enabled; a user who registered meanwhile keeps the password they chose (disable, check
+    /// again, set, enable).
+    async fn rotate_if_never_used(
+        &self,
+        username: &str,
+        password: &TemporaryPassword,
+    ) -> Result<Rotation, DownstreamError> {
+        crate::adapters::guarded::rotate_if_never_used(self, username, password).await
+    }
+    /// Re-enables a never-used or registered user that an interrupted guarded operation may
+    /// have left disabled (called when a claim finds a stale lease).
+    async fn lift_hold(&self, username: &str) -> Result<(), DownstreamError> {
+        crate::adapters::guarded::lift_hold(self, username).await
+    }
     /// `AdminAddUserToGroup`; a missing group is a permanent error with code `group_not_found`.
     async fn add_user_to_group(&self, username: &str, group: &str) -> Result<(), DownstreamError>;
 }

@@ -490,3 +490,81 @@ async fn cleanup_in_the_future_expires_only_the_unaccepted_and_a_second_run_chan
         types(&["invite.sent", "invite.accepted"])
     );
 }
+
+/// Only a `CONFIRMED`, enabled user is an accepted invitee: a registered user an admin disabled
+/// and one whose password an admin reset (`RESET_REQUIRED`) get no groups and no welcome email
+/// from reconcile or cleanup, and are kept as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_not_confirmed_and_enabled_get_no_groups_and_no_welcome() {
+    assert!(
+        stack_available(),
+        "needs the local stack: eval \"$(scripts/local-stack.sh env)\""
+    );
+    let env = bootstrapped_with_events("lc-statuses").await;
+    let c = components(&env).await;
+    let disabled = recipient("disabled");
+    let reset = recipient("reset");
+    enqueue(
+        &env,
+        &[
+            invite_event(&unique("evt"), &disabled),
+            invite_event(&unique("evt"), &reset),
+        ],
+    )
+    .await;
+    drain(&c).await;
+    for email in [&disabled, &reset] {
+        let pw = password_in(&ses_mails_to(email)[0]);
+        complete_registration(&env.settings, email, &pw)
+            .await
+            .expect("sign-in");
+    }
+    let sdk = wiring::sdk_config().await;
+    let pool = &env.settings.cognito.user_pool_id;
+    idp(&sdk)
+        .admin_disable_user()
+        .user_pool_id(pool)
+        .username(&disabled)
+        .send()
+        .await
+        .expect("AdminDisableUser");
+    idp(&sdk)
+        .admin_reset_user_password()
+        .user_pool_id(pool)
+        .username(&reset)
+        .send()
+        .await
+        .expect("AdminResetUserPassword");
+    assert_eq!(
+        cognito_status(&env, &reset).await.as_deref(),
+        Some("RESET_REQUIRED")
+    );
+
+    let (code, report) = cli(&env, &["reconcile", "--rate", "20"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["summary"]["accepted"], 0, "{report}");
+    assert_eq!(report["summary"]["still_sent"], 2, "{report}");
+
+    let future = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (code, report) = cli(&env, &["cleanup", "--now", &future]).await;
+    assert_eq!(code, 0, "{report}");
+    let done = outcomes(&report);
+    for email in [&disabled, &reset] {
+        assert_eq!(done[email], "expired", "{report}");
+        assert_eq!(status_of(&env, &c, email).await, InviteStatus::Expired);
+        assert!(groups_of(&env, email).await.is_empty(), "{email} joined");
+        assert_eq!(ses_mails_to(email).len(), 1, "{email}: only the invitation");
+    }
+    assert_eq!(
+        cognito_status(&env, &disabled).await.as_deref(),
+        Some("CONFIRMED"),
+        "kept"
+    );
+    assert_eq!(
+        cognito_status(&env, &reset).await.as_deref(),
+        Some("RESET_REQUIRED"),
+        "kept"
+    );
+}

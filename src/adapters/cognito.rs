@@ -180,6 +180,28 @@ impl Directory for CognitoDirectory {
         }
     }
 
+    async fn disable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.client
+            .admin_disable_user()
+            .user_pool_id(&self.user_pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| error("AdminDisableUser", &e, pool_codes, None))
+    }
+
+    async fn enable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.client
+            .admin_enable_user()
+            .user_pool_id(&self.user_pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| error(crate::ports::ENABLE_OPERATION, &e, pool_codes, None))
+    }
+
     async fn add_user_to_group(&self, username: &str, group: &str) -> Result<(), DownstreamError> {
         let result = self
             .client
@@ -736,6 +758,58 @@ mod tests {
             .await
             .expect("set");
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// A user read as never used who registers before the hold: disabled, read again, re-enabled,
+    /// never deleted; and a failed re-enable is reported as one (the caller keeps its lease).
+    #[tokio::test]
+    async fn a_user_who_registers_before_the_hold_is_re_enabled_and_kept() {
+        use crate::ports::left_on_hold;
+        use crate::ports::{Removal, UserStanding};
+        use aws_sdk_cognitoidentityprovider::operation::admin_delete_user::AdminDeleteUserOutput;
+        use aws_sdk_cognitoidentityprovider::operation::admin_disable_user::AdminDisableUserOutput;
+        use aws_sdk_cognitoidentityprovider::operation::admin_enable_user::AdminEnableUserOutput;
+        use aws_sdk_cognitoidentityprovider::operation::admin_get_user::AdminGetUserOutput;
+        let user = |status: UserStatusType, enabled: bool| {
+            AdminGetUserOutput::builder()
+                .username("jane")
+                .enabled(enabled)
+                .user_status(status)
+                .build()
+                .expect("username set")
+        };
+        let get = mock!(Client::admin_get_user)
+            .sequence()
+            .output(move || user(UserStatusType::ForceChangePassword, true))
+            .output(move || user(UserStatusType::Confirmed, false))
+            .output(move || user(UserStatusType::ForceChangePassword, true))
+            .output(move || user(UserStatusType::Confirmed, false))
+            .build();
+        let disable = mock!(Client::admin_disable_user)
+            .match_requests(|r| r.username() == Some("jane") && r.user_pool_id() == Some(POOL))
+            .then_output(|| AdminDisableUserOutput::builder().build());
+        let enable = mock!(Client::admin_enable_user)
+            .sequence()
+            .output(|| AdminEnableUserOutput::builder().build())
+            .http_response(|| cognito_error(500, "InternalErrorException", "oops"))
+            .build();
+        let delete = mock!(Client::admin_delete_user)
+            .then_output(|| AdminDeleteUserOutput::builder().build());
+        let dir = directory(&[&get, &disable, &enable, &delete]);
+
+        let kept = dir.delete_if_never_used("jane").await.expect("kept");
+        assert_eq!(kept, Removal::Kept(UserStanding::Registered));
+        assert_eq!(
+            (get.num_calls(), disable.num_calls(), enable.num_calls()),
+            (2, 1, 1)
+        );
+        let err = dir
+            .delete_if_never_used("jane")
+            .await
+            .expect_err("re-enable fails");
+        assert!(left_on_hold(&err), "{err}");
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert_eq!(delete.num_calls(), 0, "a registered user is never deleted");
     }
 
     #[tokio::test]

@@ -150,6 +150,18 @@ impl<D: Directory> Directory for InstrumentedDirectory<D> {
         )
         .await
     }
+
+    async fn disable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.observe("disable_user", self.inner.disable_user(username))
+            .await
+    }
+
+    async fn enable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.observe("enable_user", self.inner.enable_user(username))
+            .await
+    }
+    // The guarded operations run their default bodies over the calls above, so each Cognito
+    // call in them is timed and counted on its own.
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,24 @@ use async_trait::async_trait;
 use crate::config::{CognitoSettings, EmailSettings};
 use crate::domain::{PoolProfile, TemporaryPassword};
 use crate::error::DownstreamError;
-use crate::ports::{CreateOutcome, Directory, Mailer, NewUser, OutgoingMail, UserInfo};
+use crate::ports::{
+    CreateOutcome, Directory, Mailer, NewUser, OutgoingMail, Removal, Rotation, UserInfo,
+};
 use crate::worker::ratelimit::TokenBucket;
+
+/// Calls at most made by `delete_if_never_used`: get, disable, get, delete or enable.
+const DELETE_CALLS: u32 = 4;
+/// Calls at most made by `rotate_if_never_used`: get, disable, get, set password, enable.
+const ROTATE_CALLS: u32 = 5;
+/// Calls at most made by `lift_hold`: get, enable.
+const LIFT_CALLS: u32 = 2;
+
+/// Takes `n` tokens from `bucket`, waiting for each.
+async fn acquire_many(bucket: &TokenBucket, n: u32) {
+    for _ in 0..n {
+        bucket.acquire().await;
+    }
+}
 
 /// A [`Directory`] behind two token buckets: `create` for `create_user` (Cognito's account-wide
 /// UserCreation category) and `read` for every other call.
@@ -81,6 +97,39 @@ impl<D: Directory> Directory for RateLimitedDirectory<D> {
     async fn add_user_to_group(&self, username: &str, group: &str) -> Result<(), DownstreamError> {
         self.read.acquire().await;
         self.inner.add_user_to_group(username, group).await
+    }
+
+    async fn disable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.read.acquire().await;
+        self.inner.disable_user(username).await
+    }
+
+    async fn enable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.read.acquire().await;
+        self.inner.enable_user(username).await
+    }
+
+    // The guarded operations take every token they may need first, so that their calls run back
+    // to back: a wait for a token between the check and the act would widen the window they
+    // exist to close.
+
+    async fn delete_if_never_used(&self, username: &str) -> Result<Removal, DownstreamError> {
+        acquire_many(&self.read, DELETE_CALLS).await;
+        self.inner.delete_if_never_used(username).await
+    }
+
+    async fn rotate_if_never_used(
+        &self,
+        username: &str,
+        password: &TemporaryPassword,
+    ) -> Result<Rotation, DownstreamError> {
+        acquire_many(&self.read, ROTATE_CALLS).await;
+        self.inner.rotate_if_never_used(username, password).await
+    }
+
+    async fn lift_hold(&self, username: &str) -> Result<(), DownstreamError> {
+        acquire_many(&self.read, LIFT_CALLS).await;
+        self.inner.lift_hold(username).await
     }
 }
 
@@ -177,6 +226,14 @@ mod tests {
             self.tick();
             Ok(())
         }
+        async fn disable_user(&self, _username: &str) -> Result<(), DownstreamError> {
+            self.tick();
+            Ok(())
+        }
+        async fn enable_user(&self, _username: &str) -> Result<(), DownstreamError> {
+            self.tick();
+            Ok(())
+        }
     }
 
     #[async_trait]
@@ -239,6 +296,32 @@ mod tests {
             .unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(2));
         assert_eq!(directory.inner().count(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn guarded_operations_take_all_their_tokens_before_the_first_call() {
+        let directory = RateLimitedDirectory::new(
+            Counting::default(),
+            TokenBucket::new(100.0, 100),
+            TokenBucket::new(1.0, 1),
+        );
+        let start = Instant::now();
+        // The inner directory answers "no such user" at once: one call, after every token it
+        // might have needed (one from the burst, three more at one per second).
+        directory.delete_if_never_used("ada").await.unwrap();
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(DELETE_CALLS as u64 - 1)
+        );
+        assert_eq!(directory.inner().count(), 1);
+        let start = Instant::now();
+        let password = TemporaryPassword::from_known("Yy2@yyyyyyyy");
+        directory
+            .rotate_if_never_used("ada", &password)
+            .await
+            .unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(ROTATE_CALLS as u64));
+        assert_eq!(directory.inner().count(), 2);
     }
 
     #[tokio::test(start_paused = true)]

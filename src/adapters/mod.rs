@@ -3,6 +3,7 @@
 pub mod aws_errors;
 pub mod cognito;
 pub mod dynamo;
+pub mod guarded;
 pub mod instrumented;
 pub mod limited;
 pub mod memory;

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::domain::{PoolProfile, TemporaryPassword};
 use crate::error::DownstreamError;
-use crate::ports::{Clock, CreateOutcome, Directory, NewUser, UserInfo};
+use crate::ports::{Clock, CreateOutcome, Directory, NewUser, Removal, Rotation, UserInfo};
 
 /// A refresh returns the cached profile if it is younger than this.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
@@ -114,6 +114,32 @@ impl Directory for ProfileCachingDirectory {
 
     async fn delete_user(&self, username: &str) -> Result<(), DownstreamError> {
         self.inner.delete_user(username).await
+    }
+
+    async fn disable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.inner.disable_user(username).await
+    }
+
+    async fn enable_user(&self, username: &str) -> Result<(), DownstreamError> {
+        self.inner.enable_user(username).await
+    }
+
+    // The guarded operations go to the inner directory whole: the rate limiter below takes all
+    // their tokens before the first call (the default bodies here would wait between calls).
+    async fn delete_if_never_used(&self, username: &str) -> Result<Removal, DownstreamError> {
+        self.inner.delete_if_never_used(username).await
+    }
+
+    async fn rotate_if_never_used(
+        &self,
+        username: &str,
+        password: &TemporaryPassword,
+    ) -> Result<Rotation, DownstreamError> {
+        self.inner.rotate_if_never_used(username, password).await
+    }
+
+    async fn lift_hold(&self, username: &str) -> Result<(), DownstreamError> {
+        self.inner.lift_hold(username).await
     }
 
     async fn add_user_to_group(&self, username: &str, group: &str) -> Result<(), DownstreamError> {

@@ -6,7 +6,8 @@
 //! 1. The record is written *before* any side effect (status `pending`, with a lease), and the
 //!    final status only *after* them; a crash in between leaves `pending` and a redelivery resumes.
 //! 2. Every side effect is safe to repeat: an existing never-used user gets a fresh temporary
-//!    password (`AdminSetUserPassword`), so a re-sent email always carries a working password.
+//!    password (`Directory::rotate_if_never_used`: never over a password the person chose), so a
+//!    re-sent email always carries a working password.
 //! 3. An event whose id is already in the record's history is a no-op, unless an operator
 //!    replayed it (`dlq replay`): a replay may re-open a `failed` invite (see [`Trigger::Replayed`]).
 
@@ -20,16 +21,16 @@ use super::compose::{Composer, MailKind};
 use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteRef};
 use crate::domain::invite::PendingPublication;
 use crate::domain::password::generate;
-use crate::domain::state::{decide, Effect, Outcome, Trigger};
+use crate::domain::state::{decide, on_found_user, Effect, FoundUser, Outcome, Trigger};
 use crate::domain::PoolProfile;
 use crate::domain::{
     EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay,
-    TemporaryPassword,
+    TemporaryPassword, UserStanding,
 };
 use crate::error::{Disposition, DownstreamError};
 use crate::ports::{
-    Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher, StoreError,
-    UserStatus,
+    left_on_hold, Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher,
+    Removal, Rotation, StoreError,
 };
 
 /// How often a lost race (a version conflict) is retried within one handling.
@@ -341,7 +342,7 @@ impl InviteService {
             EventBody::RegistrationCompleted { email, .. } => {
                 let id = InviteId::for_email(&self.config.user_pool_id, email);
                 match self.directory.get_user(email.as_str()).await? {
-                    Some(u) if u.status == UserStatus::Confirmed => {
+                    Some(u) if UserStanding::of(&u.status, u.enabled).is_accepted() => {
                         self.apply(id, Trigger::Accepted, &base).await
                     }
                     _ => {
@@ -628,6 +629,10 @@ impl InviteService {
                         .unwrap_or(self.config.default_expiry_days),
                 );
         }
+        // A lease still on the record belongs to an attempt that was cut off (or could not give
+        // back a user it had disabled): its guarded Cognito operation may have left the user on
+        // hold, so the hold is lifted before anything else (see `crate::adapters::guarded`).
+        let interrupted = rec.lease.is_some();
         // Claim the record before any side effect.
         rec.lease = Some(Lease {
             token: token.to_string(),
@@ -639,16 +644,30 @@ impl InviteService {
 
         let from = rec.status;
         let target = if opening { InviteStatus::Sent } else { to };
-        match self
-            .run_effects(&rec, trigger, target, effects, req.profile)
-            .await
-        {
+        let result: Result<Finish, HandleError> = async {
+            if interrupted {
+                self.directory.lift_hold(&rec.username).await?;
+            }
+            self.run_effects(&rec, trigger, target, effects, req.profile)
+                .await
+        }
+        .await;
+        match result {
             Ok(finish) => self.finish(rec, from, finish, req, now).await,
             Err(e) => {
+                if held(&e) {
+                    // A user this attempt disabled could not be re-enabled: the lease stays, so
+                    // the next attempt finds it stale and lifts the hold first.
+                    return Err(Step::Failed(e));
+                }
                 if let (true, Some(code)) = (opening, rejection(&e)) {
                     // A permanent failure while opening: the invite ends `failed` (and its unused
                     // user is removed), and the event goes to the DLQ for an operator.
-                    let _ = self.delete_unused_user(&rec.username).await;
+                    if let Err(removal) = self.directory.delete_if_never_used(&rec.username).await {
+                        if left_on_hold(&removal) {
+                            return Err(Step::Failed(removal.into()));
+                        }
+                    }
                     let finish = Finish {
                         to: InviteStatus::Failed,
                         reason: Some(code),
@@ -750,19 +769,15 @@ impl InviteService {
                         password = Some(p);
                         finish.sub = sub;
                     }
-                    Provisioned::AlreadyRegistered => {
-                        return Ok(Finish {
-                            to: InviteStatus::Failed,
-                            reason: Some("already_registered".into()),
-                            invitation_sent: false,
-                            reminder_sent: false,
-                            sub: None,
-                        });
-                    }
+                    Provisioned::Unusable(reason) => return Ok(Finish::failed(reason)),
                 },
                 Effect::RotatePassword => match self.rotate(rec, profile).await? {
-                    Some(p) => password = Some(p),
-                    None => return self.accept_found(rec).await,
+                    Ok(p) => password = Some(p),
+                    Err(kept) => {
+                        return self
+                            .found(rec, Effect::RotatePassword, trigger, &kept)
+                            .await
+                    }
                 },
                 Effect::SendInvitation => {
                     let pw = password
@@ -772,11 +787,15 @@ impl InviteService {
                     finish.invitation_sent = true;
                 }
                 Effect::DeleteUnusedUser => {
-                    if !self.delete_unused_user(&rec.username).await?
-                        && *trigger == Trigger::ExpiryReached
+                    if let Removal::Kept(kept) =
+                        self.directory.delete_if_never_used(&rec.username).await?
                     {
-                        // A confirmed user is never deleted: the person accepted after all.
-                        return self.accept_found(rec).await;
+                        // A user who registered is never deleted: at expiry, the person
+                        // accepted after all. Any other user is kept as found.
+                        let what = on_found_user(Effect::DeleteUnusedUser, trigger, &kept);
+                        if what == FoundUser::Accept {
+                            return self.accept_found(rec).await;
+                        }
                     }
                 }
                 Effect::AddToGroups => {
@@ -836,8 +855,28 @@ impl InviteService {
         }
     }
 
+    /// What the invite does when an effect finds a user it may not use (see `on_found_user`).
+    async fn found(
+        &self,
+        rec: &Invite,
+        effect: Effect,
+        trigger: &Trigger,
+        standing: &UserStanding,
+    ) -> Result<Finish, HandleError> {
+        match on_found_user(effect, trigger, standing) {
+            FoundUser::Accept => self.accept_found(rec).await,
+            FoundUser::Fail(reason) => {
+                warn!(invite_id = %rec.invite_id, reason = %reason, "the invite's Cognito user cannot be used; the invite fails and the user is left as it is");
+                Ok(Finish::failed(reason))
+            }
+            FoundUser::Proceed | FoundUser::Keep => Err(HandleError::Corrupt(format!(
+                "a usable user reported as unusable ({standing:?})"
+            ))),
+        }
+    }
+
     /// Creates the user with a fresh temporary password, or gives an existing never-used user a
-    /// fresh one. A confirmed user is never touched.
+    /// fresh one. Any other user is never touched.
     async fn provision_once(
         &self,
         rec: &Invite,
@@ -860,18 +899,19 @@ impl InviteService {
         };
         match self.directory.create_user(&user).await? {
             CreateOutcome::Created { sub } => Ok(Provisioned::Ready { password, sub }),
-            CreateOutcome::AlreadyExists => match self.directory.get_user(&rec.username).await? {
-                Some(u) if u.status == UserStatus::ForceChangePassword => {
-                    self.directory
-                        .set_temporary_password(&rec.username, &password)
-                        .await?;
-                    Ok(Provisioned::Ready {
-                        password,
-                        sub: u.sub,
-                    })
+            CreateOutcome::AlreadyExists => match self
+                .directory
+                .rotate_if_never_used(&rec.username, &password)
+                .await?
+            {
+                Rotation::Rotated { sub } => Ok(Provisioned::Ready { password, sub }),
+                Rotation::Kept(kept) => {
+                    match on_found_user(Effect::ProvisionUser, &Trigger::Requested, &kept) {
+                        FoundUser::Fail(reason) => Ok(Provisioned::Unusable(reason)),
+                        _ => Ok(Provisioned::Unusable(kept.reason())),
+                    }
                 }
-                Some(_) => Ok(Provisioned::AlreadyRegistered),
-                None => Err(HandleError::Transient(DownstreamError::new(
+                Rotation::Missing => Err(HandleError::Transient(DownstreamError::new(
                     crate::error::Service::Cognito,
                     "AdminGetUser",
                     crate::error::ErrorKind::Unavailable,
@@ -882,30 +922,37 @@ impl InviteService {
     }
 
     /// A fresh temporary password for an existing never-used user (re-creating a missing one);
-    /// `None` when the user already completed registration.
+    /// `Err(standing)` for a user the invite may not give a password to.
     async fn rotate(
         &self,
         rec: &Invite,
         profile: Option<&PoolProfile>,
-    ) -> Result<Option<TemporaryPassword>, HandleError> {
-        match self.directory.get_user(&rec.username).await? {
-            Some(u) if u.status == UserStatus::Confirmed => Ok(None),
-            _ => match self.provision(rec, profile).await? {
-                Provisioned::Ready { password, .. } => Ok(Some(password)),
-                Provisioned::AlreadyRegistered => Ok(None),
-            },
-        }
-    }
-
-    /// Deletes the user if it never completed registration; `Ok(false)` if it is kept.
-    async fn delete_unused_user(&self, username: &str) -> Result<bool, HandleError> {
-        match self.directory.get_user(username).await? {
-            None => Ok(true),
-            Some(u) if u.status == UserStatus::ForceChangePassword => {
-                self.directory.delete_user(username).await?;
-                Ok(true)
+    ) -> Result<Result<TemporaryPassword, UserStanding>, HandleError> {
+        let fetched;
+        let profile = match profile {
+            Some(p) => p,
+            None => {
+                fetched = self.directory.pool_profile().await?;
+                &fetched
             }
-            Some(_) => Ok(false),
+        };
+        let password = generate(&profile.password_policy);
+        match self
+            .directory
+            .rotate_if_never_used(&rec.username, &password)
+            .await?
+        {
+            Rotation::Rotated { .. } => Ok(Ok(password)),
+            Rotation::Kept(kept) => Ok(Err(kept)),
+            Rotation::Missing => match self.provision(rec, Some(profile)).await? {
+                Provisioned::Ready { password, .. } => Ok(Ok(password)),
+                Provisioned::Unusable(_) => Err(HandleError::Transient(DownstreamError::new(
+                    crate::error::Service::Cognito,
+                    "AdminCreateUser",
+                    crate::error::ErrorKind::Unavailable,
+                    "user reported missing, then existing; will retry",
+                ))),
+            },
         }
     }
 
@@ -1141,7 +1188,8 @@ enum Provisioned {
         password: TemporaryPassword,
         sub: Option<String>,
     },
-    AlreadyRegistered,
+    /// The user exists and the invite may not use it; the reason code says why.
+    Unusable(String),
 }
 
 struct Finish {
@@ -1150,6 +1198,24 @@ struct Finish {
     invitation_sent: bool,
     reminder_sent: bool,
     sub: Option<String>,
+}
+
+impl Finish {
+    /// The invite ends `failed` with `reason`, nothing sent.
+    fn failed(reason: String) -> Self {
+        Finish {
+            to: InviteStatus::Failed,
+            reason: Some(reason),
+            invitation_sent: false,
+            reminder_sent: false,
+            sub: None,
+        }
+    }
+}
+
+/// Whether a guarded Cognito operation failed in a way that may leave the user disabled.
+fn held(e: &HandleError) -> bool {
+    matches!(e, HandleError::Transient(d) if left_on_hold(d))
 }
 
 fn rejection(e: &HandleError) -> Option<String> {

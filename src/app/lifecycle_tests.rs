@@ -18,7 +18,7 @@ use crate::ports::{InviteStore, UserStatus};
 
 use super::test_world::{world_with, World, POOL, START};
 
-fn world() -> World {
+pub(super) fn world() -> World {
     world_with(true)
 }
 
@@ -44,7 +44,7 @@ fn envelope(
     e.to_string()
 }
 
-fn request(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String {
+pub(super) fn request(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String {
     envelope(
         "invite.requested",
         id,
@@ -57,15 +57,15 @@ fn request(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String {
     )
 }
 
-fn resend(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String {
+pub(super) fn resend(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String {
     envelope("invite.resend", id, occurred, json!({"email": email}))
 }
 
-fn revoke(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String {
+pub(super) fn revoke(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String {
     envelope("invite.revoke", id, occurred, json!({"email": email}))
 }
 
-fn completed(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String {
+pub(super) fn completed(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String {
     envelope(
         "registration.completed",
         id,
@@ -74,7 +74,7 @@ fn completed(id: &str, email: &str, occurred: Option<OffsetDateTime>) -> String 
     )
 }
 
-fn invite_id(email: &str) -> InviteId {
+pub(super) fn invite_id(email: &str) -> InviteId {
     InviteId::for_email(POOL, &EmailAddress::parse(email).unwrap())
 }
 
@@ -108,7 +108,7 @@ fn person_registers(w: &World, email: &str) -> bool {
 }
 
 /// The kinds of mail sent to `email`, in order (`invite`, `welcome`, `reminder`).
-fn mail_kinds(w: &World, email: &str) -> Vec<String> {
+pub(super) fn mail_kinds(w: &World, email: &str) -> Vec<String> {
     w.mailer
         .sent_to(email)
         .iter()
@@ -120,16 +120,16 @@ fn user_state(w: &World, email: &str) -> Option<UserStatus> {
     w.dir.user(email).map(|u| u.info.status)
 }
 
-fn record(w: &World, email: &str) -> Invite {
+pub(super) fn record(w: &World, email: &str) -> Invite {
     w.store.get(&invite_id(email)).expect("a record")
 }
 
-async fn send(w: &World, body: &str) -> String {
+pub(super) async fn send(w: &World, body: &str) -> String {
     outcome(w.service.handle_body(body).await)
 }
 
 /// A sent invite for `email`.
-async fn invited(w: &World, email: &str) {
+pub(super) async fn invited(w: &World, email: &str) {
     assert_eq!(
         send(
             w,
@@ -140,7 +140,7 @@ async fn invited(w: &World, email: &str) {
     );
 }
 
-fn options() -> CleanupOptions {
+pub(super) fn options() -> CleanupOptions {
     CleanupOptions {
         dry_run: false,
         limit: 1000,
@@ -1016,7 +1016,7 @@ async fn a_reminder_that_finds_the_person_registered_records_the_acceptance() {
 // ---------------------------------------------------------------------------------------------
 // Reconcile
 
-fn reconciling() -> ReconcileOptions {
+pub(super) fn reconciling() -> ReconcileOptions {
     ReconcileOptions {
         limit: 1000,
         rate_per_second: 1000.0,

@@ -7,6 +7,8 @@ mod handler_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
+mod race_tests;
+#[cfg(test)]
 mod replay_tests;
 pub mod template_composer;
 #[cfg(test)]

@@ -27,6 +27,7 @@
 //! this table), and so does a second delivery of the same replay.
 
 use super::invite::InviteStatus;
+use super::standing::UserStanding;
 
 /// What happened to an invite, in the state machine's terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,6 +228,38 @@ pub fn decide(current: Option<InviteStatus>, trigger: &Trigger) -> Outcome {
     }
 }
 
+/// What the invite does with a Cognito user that an effect finds already there (see
+/// [`UserStanding`]): only a never-used user is given a password or deleted, and only a
+/// registered (`CONFIRMED`, enabled) one is accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FoundUser {
+    /// Never used: go on (a fresh temporary password, or the deletion).
+    Proceed,
+    /// The person registered: record the acceptance (groups, welcome), reason `found_confirmed`.
+    Accept,
+    /// The invite cannot use this user: it ends `failed` with this reason, the user untouched.
+    Fail(String),
+    /// The user stays as it is; the invite closes as the trigger says.
+    Keep,
+}
+
+/// What `effect`, run for `trigger`, does with an existing user of `standing`.
+pub fn on_found_user(effect: Effect, trigger: &Trigger, standing: &UserStanding) -> FoundUser {
+    if standing.is_never_used() {
+        return FoundUser::Proceed;
+    }
+    match effect {
+        RotatePassword | DeleteUnusedUser
+            if standing.is_accepted()
+                && (effect == RotatePassword || *trigger == Trigger::ExpiryReached) =>
+        {
+            FoundUser::Accept
+        }
+        ProvisionUser | RotatePassword => FoundUser::Fail(standing.reason()),
+        _ => FoundUser::Keep,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +376,63 @@ mod tests {
                 {
                     assert!(new_generation || to == Accepted, "{from} on {}", t.name());
                 }
+            }
+        }
+    }
+
+    /// Every effect that meets an existing user, for every standing: only a never-used user is
+    /// touched, only a registered one accepted, and nothing else gets groups or a welcome.
+    #[test]
+    #[rustfmt::skip]
+    fn found_users_table() {
+        use super::super::standing::UserStatus as S;
+        let standings = [
+            UserStanding::of(&S::ForceChangePassword, true),
+            UserStanding::of(&S::ForceChangePassword, false),
+            UserStanding::of(&S::Confirmed, true),
+            UserStanding::of(&S::Confirmed, false),
+            UserStanding::of(&S::Other("UNCONFIRMED".into()), true),
+            UserStanding::of(&S::Other("RESET_REQUIRED".into()), true),
+            UserStanding::of(&S::Other("EXTERNAL_PROVIDER".into()), true),
+            UserStanding::of(&S::Other("ARCHIVED".into()), true),
+            UserStanding::of(&S::Other("COMPROMISED".into()), true),
+            UserStanding::of(&S::Other("UNKNOWN".into()), true),
+            UserStanding::of(&S::Other("SOMETHING_NEW".into()), false),
+        ];
+        let short = |f: FoundUser| match f {
+            FoundUser::Proceed => "proceed".to_string(),
+            FoundUser::Accept => "accept".to_string(),
+            FoundUser::Fail(r) => format!("fail {r}"),
+            FoundUser::Keep => "keep".to_string(),
+        };
+        // Columns: provision (request), rotate (resend), rotate (reminder), delete (expiry),
+        // delete (revoke), delete (delivery failed).
+        let columns = [
+            (ProvisionUser, Trigger::Requested),
+            (RotatePassword, Trigger::Resend),
+            (RotatePassword, Trigger::ReminderDue),
+            (DeleteUnusedUser, Trigger::ExpiryReached),
+            (DeleteUnusedUser, Trigger::Revoke),
+            (DeleteUnusedUser, Trigger::DeliveryFailed("email_rejected".into())),
+        ];
+        let fail = |r: &str| format!("fail {r}");
+        let rows: Vec<[String; 6]> = vec![
+            ["proceed", "proceed", "proceed", "proceed", "proceed", "proceed"].map(String::from),
+            ["proceed", "proceed", "proceed", "proceed", "proceed", "proceed"].map(String::from),
+            [fail("already_registered"), "accept".into(), "accept".into(), "accept".into(), "keep".into(), "keep".into()],
+            [fail("user_disabled"), fail("user_disabled"), fail("user_disabled"), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_unconfirmed"), fail("user_status_unconfirmed"), fail("user_status_unconfirmed"), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_reset_required"), fail("user_status_reset_required"), fail("user_status_reset_required"), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_external_provider"), fail("user_status_external_provider"), fail("user_status_external_provider"), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_archived"), fail("user_status_archived"), fail("user_status_archived"), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_compromised"), fail("user_status_compromised"), fail("user_status_compromised"), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_unknown"), fail("user_status_unknown"), fail("user_status_unknown"), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_something_new"), fail("user_status_something_new"), fail("user_status_something_new"), "keep".into(), "keep".into(), "keep".into()],
+        ];
+        for (standing, row) in standings.iter().zip(rows) {
+            for ((effect, trigger), want) in columns.iter().zip(row) {
+                let got = short(on_found_user(*effect, trigger, standing));
+                assert_eq!(got, want, "{standing:?} {effect:?} on {}", trigger.name());
             }
         }
     }

@@ -3,9 +3,10 @@
 //!
 //! 1. **Expiry.** Open invites with `expires_at <= now`, read from the sparse open-by-expiry
 //!    index (never a scan). Each is re-checked in Cognito first: a user who completed
-//!    registration makes the invite `accepted` (groups added, welcome email sent, exactly as a
-//!    reported `registration.completed`); otherwise it becomes `expired` and its never-used
-//!    `FORCE_CHANGE_PASSWORD` user is deleted.
+//!    registration (`CONFIRMED` and enabled, nothing else) makes the invite `accepted` (groups
+//!    added, welcome email sent, exactly as a reported `registration.completed`); otherwise it
+//!    becomes `expired` and its never-used `FORCE_CHANGE_PASSWORD` user is deleted with
+//!    `Directory::delete_if_never_used` (disable, check again, delete).
 //! 2. **Reminders** (when `invites.reminder_days_before_expiry` > 0). Invites still `sent` that
 //!    expire within that many days and were not reminded in their current generation get a
 //!    fresh temporary password and the reminder email, at most once per generation.
@@ -25,7 +26,7 @@ use super::{outcome_of, rfc3339, Action, InviteLine, Outcome, Tally, PAGE_SIZE};
 use crate::app::handler::InviteService;
 use crate::domain::state::Trigger;
 use crate::domain::{Invite, InviteId, InviteStatus};
-use crate::ports::{InviteStore, StoreError, UserStatus};
+use crate::ports::{InviteStore, StoreError, UserStanding};
 
 /// The history's `event_type` for what cleanup does.
 pub const EVENT_TYPE: &str = "cleanup";
@@ -138,7 +139,7 @@ async fn expire(
             continue;
         }
         let confirmed = match service.directory().get_user(&rec.username).await {
-            Ok(user) => user.is_some_and(|u| u.status == UserStatus::Confirmed),
+            Ok(user) => user.is_some_and(|u| UserStanding::of(&u.status, u.enabled).is_accepted()),
             Err(e) => {
                 report.push(&rec, Action::Expire, Outcome::Failed, Some(e.to_string()));
                 continue;

@@ -12,7 +12,7 @@ use super::{outcome_of, Action, InviteLine, Outcome, Tally, PAGE_SIZE};
 use crate::app::handler::InviteService;
 use crate::domain::state::Trigger;
 use crate::domain::{Invite, InviteStatus};
-use crate::ports::{InviteStore, StoreError, UserStatus};
+use crate::ports::{InviteStore, StoreError, UserStanding};
 use crate::worker::ratelimit::TokenBucket;
 
 /// The history's `event_type` for acceptances reconcile records.
@@ -72,7 +72,7 @@ pub async fn reconcile(service: &InviteService, options: &ReconcileOptions) -> R
         bucket.acquire().await;
         let (outcome, detail) = match service.directory().get_user(&rec.username).await {
             Err(e) => (Outcome::Failed, Some(e.to_string())),
-            Ok(Some(u)) if u.status == UserStatus::Confirmed => {
+            Ok(Some(u)) if UserStanding::of(&u.status, u.enabled).is_accepted() => {
                 if options.dry_run {
                     (Outcome::WouldAccept, None)
                 } else {
