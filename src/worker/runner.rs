@@ -162,13 +162,13 @@ pub struct RunSummary {
 pub type PollReport = RunSummary;
 
 impl fmt::Display for RunSummary {
-    /// `6 messages received: 3 acked, 1 to be retried, 2 dead-lettered`, then one line per kind
+    /// `6 messages received: 3 acked, 1 retried, 2 dead-lettered`, then one line per kind
     /// of trouble that happened (none when all went well).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plural = if self.received == 1 { "" } else { "s" };
         write!(
             f,
-            "{} message{plural} received: {} acked, {} to be retried, {} dead-lettered",
+            "{} message{plural} received: {} acked, {} retried, {} dead-lettered",
             self.received, self.acked, self.retried, self.dead_lettered
         )?;
         let troubles = [

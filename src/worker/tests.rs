@@ -685,7 +685,7 @@ fn the_summary_reads_as_a_sentence_and_names_only_the_trouble_that_happened() {
     };
     assert_eq!(
         summary.to_string(),
-        "6 messages received: 3 acked, 1 to be retried, 2 dead-lettered"
+        "6 messages received: 3 acked, 1 retried, 2 dead-lettered"
     );
     let troubled = RunSummary {
         received: 1,
@@ -695,7 +695,7 @@ fn the_summary_reads_as_a_sentence_and_names_only_the_trouble_that_happened() {
     };
     assert_eq!(
         troubled.to_string(),
-        "1 message received: 0 acked, 0 to be retried, 0 dead-lettered\n  1 released unhandled (delivered again)\n  2 receive errors (retried)"
+        "1 message received: 0 acked, 0 retried, 0 dead-lettered\n  1 released unhandled (delivered again)\n  2 receive errors (retried)"
     );
     let json = serde_json::to_value(summary).expect("json");
     assert_eq!(json["acked"], 3);
