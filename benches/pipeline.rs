@@ -678,11 +678,8 @@ fn event_body(run: &str, i: u64) -> String {
 
 fn settings() -> Settings {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = ConfigSources {
-        config_dir: root.join("config"),
-        environment: None,
-        state_file: PathBuf::from("/nonexistent/invite-worker-bench.toml"),
-    };
+    let sources =
+        ConfigSources::defaults_and_state(PathBuf::from("/nonexistent/invite-worker-bench.toml"));
     let mut settings = match Settings::load(&sources) {
         Ok(s) => s,
         Err(e) => panic!("config/default.toml: {e}"),

@@ -13,7 +13,6 @@ export INVITE_WORKER__QUEUE__NAME="$run_id"
 export INVITE_WORKER__TABLE__NAME="$run_id-invites"
 export INVITE_WORKER__COGNITO__USER_POOL_NAME="$run_id-pool"
 export INVITE_WORKER__LOG__LEVEL="${INVITE_WORKER__LOG__LEVEL:-warn}"
-export INVITE_WORKER__QUEUE__WAIT_SECONDS=1
 rm -f "$INVITE_WORKER_STATE"
 rm -rf .local/mail
 

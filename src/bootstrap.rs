@@ -249,11 +249,7 @@ pub(crate) mod test_support {
     /// `config/default.toml` as loaded by the worker.
     pub fn settings() -> Settings {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sources = ConfigSources {
-            config_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
-            environment: None,
-            state_file: dir.path().join("none.toml"),
-        };
+        let sources = ConfigSources::defaults_and_state(dir.path().join("none.toml"));
         Settings::load(&sources).expect("default settings")
     }
 }

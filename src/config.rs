@@ -1,7 +1,10 @@
-//! Layered configuration: `config/default.toml`, then `config/<INVITE_WORKER_ENV>.toml` (if any),
-//! then the file `bootstrap` wrote (`.local/bootstrap.toml`, if any), then environment variables
-//! `INVITE_WORKER__<SECTION>__<KEY>` (for example `INVITE_WORKER__QUEUE__URL`). AWS settings
-//! (region, credentials, endpoint) come from aws-config's standard chain, not from here.
+//! Layered configuration: the defaults compiled into the binary (`config/default.toml`, which
+//! also documents every key), then the file named by `--config` / `INVITE_WORKER_CONFIG` (if
+//! any), then `<config dir>/<INVITE_WORKER_ENV>.toml` (if that variable is set), then the file
+//! `bootstrap` wrote (`INVITE_WORKER_STATE`, default `.local/bootstrap.toml` under the working
+//! directory, if it exists), then environment variables `INVITE_WORKER__<SECTION>__<KEY>` (for
+//! example `INVITE_WORKER__QUEUE__URL`). No file is needed: the binary runs from any directory.
+//! AWS settings (region, credentials, endpoint) come from aws-config's standard chain.
 
 use std::path::{Path, PathBuf};
 
@@ -241,9 +244,16 @@ impl Default for CircuitSettings {
     }
 }
 
-/// Where the layered files live.
+/// The defaults, compiled in: `config/default.toml` is both their documentation and their source.
+pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
+
+/// Where the optional layered files live.
 #[derive(Clone, Debug)]
 pub struct ConfigSources {
+    /// `--config FILE` / `INVITE_WORKER_CONFIG`: an overlay on the defaults (must exist if named).
+    pub config_file: Option<PathBuf>,
+    /// `--config-dir` / `INVITE_WORKER_CONFIG_DIR` (default `config`): where
+    /// `<INVITE_WORKER_ENV>.toml` is looked for.
     pub config_dir: PathBuf,
     /// `INVITE_WORKER_ENV`: picks `config/<env>.toml`.
     pub environment: Option<String>,
@@ -252,7 +262,20 @@ pub struct ConfigSources {
 }
 
 impl ConfigSources {
-    pub fn from_env(config_dir: Option<PathBuf>) -> Self {
+    /// The compiled-in defaults and `state_file` (if it exists), nothing else: for tests.
+    pub fn defaults_and_state(state_file: PathBuf) -> Self {
+        Self {
+            config_file: None,
+            config_dir: PathBuf::from("config"),
+            environment: None,
+            state_file,
+        }
+    }
+
+    pub fn from_env(config_file: Option<PathBuf>, config_dir: Option<PathBuf>) -> Self {
+        let config_file = config_file
+            .or_else(|| std::env::var_os("INVITE_WORKER_CONFIG").map(PathBuf::from))
+            .filter(|p| !p.as_os_str().is_empty());
         let config_dir = config_dir
             .or_else(|| std::env::var_os("INVITE_WORKER_CONFIG_DIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("config"));
@@ -263,6 +286,7 @@ impl ConfigSources {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(".local/bootstrap.toml"));
         Self {
+            config_file,
             config_dir,
             environment,
             state_file,
@@ -276,18 +300,36 @@ pub struct ConfigError(String);
 
 impl Settings {
     pub fn load(sources: &ConfigSources) -> Result<Self, ConfigError> {
-        let default = sources.config_dir.join("default.toml");
-        if !default.exists() {
-            return Err(ConfigError(format!(
-                "{} not found (run from the checkout or set INVITE_WORKER_CONFIG_DIR)",
-                default.display()
-            )));
-        }
-        let mut builder =
-            config::Config::builder().add_source(config::File::from(default.as_path()));
-        if let Some(env) = &sources.environment {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULTS_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(file) = &sources.config_file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "{} (from --config or INVITE_WORKER_CONFIG) is not a readable file",
+                    file.display()
+                )));
+            }
             builder = builder.add_source(
-                config::File::from(sources.config_dir.join(format!("{env}.toml"))).required(true),
+                config::File::from(file.as_path())
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        if let Some(env) = &sources.environment {
+            let file = sources.config_dir.join(format!("{env}.toml"));
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "{} not found: INVITE_WORKER_ENV={env} names it (set INVITE_WORKER_CONFIG_DIR \
+                     to its directory, or unset INVITE_WORKER_ENV)",
+                    file.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(file.as_path())
+                    .format(config::FileFormat::Toml)
+                    .required(true),
             );
         }
         builder = builder
@@ -420,4 +462,48 @@ pub fn record_state(path: &Path, entries: &[(&str, &str, String)]) -> std::io::R
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(path, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(dir: &Path) -> ConfigSources {
+        ConfigSources::defaults_and_state(dir.join("no-state.toml"))
+    }
+
+    #[test]
+    fn the_compiled_in_defaults_load_without_any_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = Settings::load(&sources(dir.path())).expect("defaults load");
+        assert_eq!(settings.table.open_index_shards, 4);
+        assert!(settings.email.templates_dir.as_os_str().is_empty());
+    }
+
+    #[test]
+    fn a_config_file_overlays_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("mine.toml");
+        std::fs::write(&file, "[queue]\nname = \"mine\"\n").expect("write");
+        let mut s = sources(dir.path());
+        s.config_file = Some(file);
+        let settings = Settings::load(&s).expect("overlay loads");
+        assert_eq!(settings.queue.name, "mine");
+        assert_eq!(
+            settings.table.open_index_shards, 4,
+            "the rest stays default"
+        );
+    }
+
+    #[test]
+    fn a_named_config_file_that_is_missing_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = sources(dir.path());
+        s.config_file = Some(dir.path().join("absent.toml"));
+        let err = Settings::load(&s).expect_err("missing file").to_string();
+        assert!(
+            err.contains("absent.toml") && err.contains("INVITE_WORKER_CONFIG"),
+            "{err}"
+        );
+    }
 }

@@ -103,7 +103,7 @@ pub async fn build_with_clock(
     .with_context(|| {
         format!(
             "loading templates from {}",
-            settings.email.templates_dir.display()
+            Templates::describe(&settings.email.templates_dir)
         )
     })?;
     let composer = Arc::new(TemplateComposer::new(templates, &settings.email));

@@ -1,31 +1,21 @@
-//! `bootstrap` against the local stack (moto). Skipped when AWS_ENDPOINT_URL is unset.
+//! `bootstrap` against the local stack (moto). `#[ignore]`d: scripts/test.sh runs them.
 //! Every test uses resource names with a unique suffix: the server is shared, never reset.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use aws_sdk_cognitoidentityprovider::types::ExplicitAuthFlowsType;
 use aws_sdk_sqs::types::QueueAttributeName;
 use invite_worker::bootstrap::{bootstrap, resource, BootstrapReport, Outcome};
 use invite_worker::config::{ConfigSources, Settings};
 
-async fn sdk() -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        eprintln!("AWS_ENDPOINT_URL is not set: skipping (start the local stack and eval `scripts/local-stack.sh env`)");
-        return None;
-    }
-    Some(
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await,
-    )
+async fn sdk() -> aws_config::SdkConfig {
+    support::stack_sdk().await
 }
 
 fn sources(state_file: &Path) -> ConfigSources {
-    ConfigSources {
-        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
-        environment: None,
-        state_file: state_file.to_path_buf(),
-    }
+    ConfigSources::defaults_and_state(state_file.to_path_buf())
 }
 
 /// `config/default.toml` with every name made unique, SES as the transport.
@@ -64,9 +54,10 @@ async fn queue_attributes(
         .unwrap_or_default()
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test]
 async fn creates_everything_then_finds_everything() {
-    let Some(sdk) = sdk().await else { return };
+    let sdk = sdk().await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("bootstrap.toml");
     let suffix = unique();
@@ -306,9 +297,10 @@ async fn creates_everything_then_finds_everything() {
     }
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test]
 async fn uses_a_configured_queue_and_creates_only_the_rest() {
-    let Some(sdk) = sdk().await else { return };
+    let sdk = sdk().await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("bootstrap.toml");
     let suffix = unique();
@@ -385,9 +377,10 @@ async fn uses_a_configured_queue_and_creates_only_the_rest() {
     assert!(row(&again, resource::QUEUE).notes.is_empty(), "{again}");
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test]
 async fn fifo_queue_names_give_fifo_queues() {
-    let Some(sdk) = sdk().await else { return };
+    let sdk = sdk().await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("bootstrap.toml");
     let suffix = unique();

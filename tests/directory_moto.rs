@@ -1,18 +1,20 @@
 //! `CognitoDirectory` and `SesMailer` against the local emulator (moto).
 //!
-//! Needs the local stack: `eval "$(scripts/local-stack.sh env)"`. Skips (passes with a note)
-//! when `AWS_ENDPOINT_URL` is unset. Every resource gets a unique name; nothing is reset.
+//! Needs the local stack, so `#[ignore]`d: scripts/test.sh runs them (`--include-ignored`); run
+//! by hand without `AWS_ENDPOINT_URL` they fail. Every resource gets a unique name; nothing is
+//! reset.
+
+mod support;
 
 use std::collections::BTreeMap;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_cognitoidentityprovider as cognito;
 use cognito::types::{
     AttributeDataType, AuthFlowType, ChallengeNameType, ExplicitAuthFlowsType, PasswordPolicyType,
     SchemaAttributeType, StringAttributeConstraintsType, UserPoolPolicyType, UsernameAttributeType,
     VerifiedAttributeType,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use invite_worker::adapters::cognito::CognitoDirectory;
 use invite_worker::adapters::ses::SesMailer;
@@ -23,13 +25,9 @@ use invite_worker::ports::{
     UserStatus,
 };
 
-/// The SDK configuration for the local stack, or `None` (with a note) when it is not set up.
-async fn stack() -> Option<SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        eprintln!("skipping: AWS_ENDPOINT_URL is unset (eval \"$(scripts/local-stack.sh env)\")");
-        return None;
-    }
-    Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
+/// The SDK configuration for the local stack; fails, naming scripts/test.sh, without it.
+async fn stack() -> SdkConfig {
+    support::stack_sdk().await
 }
 
 fn unique(prefix: &str) -> String {
@@ -153,9 +151,10 @@ fn email(local: &str) -> EmailAddress {
     .expect("valid address")
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test]
 async fn cognito_directory_against_moto() {
-    let Some(config) = stack().await else { return };
+    let config = stack().await;
     let client = cognito::Client::new(&config);
     let pool = TestPool::create(&client).await;
     let directory = CognitoDirectory::new(client.clone(), &pool.pool_id);
@@ -354,9 +353,10 @@ async fn cognito_directory_against_moto() {
     pool.delete().await;
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test]
 async fn a_missing_pool_is_user_pool_not_found() {
-    let Some(config) = stack().await else { return };
+    let config = stack().await;
     let directory = CognitoDirectory::new(cognito::Client::new(&config), "us-east-1_doesnotexist0");
     let err = directory.pool_profile().await.expect_err("no such pool");
     assert_eq!(err.rejection_code(), Some("user_pool_not_found"), "{err}");
@@ -367,9 +367,10 @@ async fn a_missing_pool_is_user_pool_not_found() {
     assert_eq!(err.rejection_code(), Some("user_pool_not_found"), "{err}");
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test]
 async fn ses_mailer_against_moto() {
-    let Some(config) = stack().await else { return };
+    let config = stack().await;
     let ses = aws_sdk_sesv2::Client::new(&config);
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let sender = format!("invites-{tag}@example.com");
@@ -399,7 +400,7 @@ async fn ses_mailer_against_moto() {
     let message_id = mailer.send(&mail).await.expect("send");
     assert!(!message_id.is_empty());
 
-    let data = moto_data().await;
+    let data = support::moto_state();
     let sent = data["ses"]["RawMessage"]
         .as_array()
         .expect("ses.RawMessage is a list");
@@ -434,79 +435,6 @@ async fn ses_mailer_against_moto() {
         .await;
 }
 
-/// `GET {AWS_ENDPOINT_URL}/moto-api/data.json`, parsed.
-async fn moto_data() -> serde_json::Value {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
-    let body = http_get(&endpoint, "/moto-api/data.json").await;
-    serde_json::from_slice(&body).expect("data.json is JSON")
-}
-
-/// A minimal HTTP/1.1 GET over plain TCP: the body of a 200 response (plain or chunked).
-async fn http_get(endpoint: &str, path: &str) -> Vec<u8> {
-    let url = url::Url::parse(endpoint).expect("endpoint is a URL");
-    assert_eq!(url.scheme(), "http", "only plain http is supported");
-    let host = url.host_str().expect("endpoint has a host");
-    let port = url.port_or_known_default().unwrap_or(80);
-    let mut stream = tokio::net::TcpStream::connect((host, port))
-        .await
-        .expect("connect to the emulator");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .expect("read response");
-
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response has a header block");
-    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
-    let body = &response[split + 4..];
-    let status_line = head.lines().next().unwrap_or_default();
-    assert!(
-        status_line.split_whitespace().nth(1) == Some("200"),
-        "GET {path}: {status_line}"
-    );
-    if head
-        .lines()
-        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"))
-    {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    }
-}
-
-/// Decodes a chunked transfer-encoded body.
-fn dechunk(mut input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = input
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_text = String::from_utf8_lossy(&input[..line_end]);
-        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).expect("chunk size is hex");
-        input = &input[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&input[..size]);
-        input = &input[size + 2..];
-    }
-}
-
-#[test]
-fn dechunks() {
-    assert_eq!(dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"), b"abcde");
-}
-
 async fn create(
     directory: &CognitoDirectory,
     who: &EmailAddress,
@@ -527,10 +455,9 @@ async fn create(
 /// in (what closes the window), though moto, unlike its `InitiateAuth`, lets a challenge started
 /// before the hold be answered during it (see docs/lifecycle.md).
 #[tokio::test]
+#[ignore = "needs the local stack: scripts/test.sh"]
 async fn guarded_operations_against_moto() {
-    let config = stack()
-        .await
-        .expect("needs the local stack: eval \"$(scripts/local-stack.sh env)\"");
+    let config = stack().await;
     let client = cognito::Client::new(&config);
     let pool = TestPool::create(&client).await;
     let directory = CognitoDirectory::new(client.clone(), &pool.pool_id);

@@ -8,11 +8,10 @@ use invite_worker::domain::{EmailAddress, InviteId, InviteStatus};
 use invite_worker::ports::InviteStore;
 use support::*;
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_one_person_are_handled_in_order_on_a_fifo_queue() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let mut env = bootstrapped_named("fifo", Transport::Ses, |s| {
         s.queue.name = format!("{}.fifo", unique("fifo"))
     })

@@ -11,11 +11,10 @@ use invite_worker::domain::{EmailAddress, InviteId, InviteStatus};
 use invite_worker::ports::InviteStore;
 use support::*;
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invite_becomes_an_email_and_the_person_can_sign_in() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped("e2e-ses", Transport::Ses).await;
     let c = components(&env).await;
     let email = recipient("jane");
@@ -47,11 +46,10 @@ async fn an_invite_becomes_an_email_and_the_person_can_sign_in() {
     assert_eq!(rec.send_count, 1);
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_event_makes_no_second_user_or_email() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped("e2e-dup", Transport::Ses).await;
     let c = components(&env).await;
     let email = recipient("dup");
@@ -89,11 +87,10 @@ async fn a_redelivered_event_makes_no_second_user_or_email() {
     );
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_message_is_dead_lettered_while_its_good_neighbour_succeeds() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped("e2e-dlq", Transport::Ses).await;
     let c = components(&env).await;
     let good = recipient("good");
@@ -140,11 +137,10 @@ async fn a_malformed_message_is_dead_lettered_while_its_good_neighbour_succeeds(
     }
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_smtp_transport_delivers_a_working_invitation() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped("e2e-smtp", Transport::Smtp).await;
     let c = components(&env).await;
     let email = recipient("smtp");

@@ -210,11 +210,10 @@ fn types(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resend_delivers_a_new_password_that_works_and_the_old_one_stops_working() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped_with_events("lc-resend").await;
     let c = components(&env).await;
     let email = recipient("resend");
@@ -253,11 +252,10 @@ async fn a_resend_delivers_a_new_password_that_works_and_the_old_one_stops_worki
     assert!(!last.to_string().contains(&second), "no password in events");
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_deletes_an_unused_user_and_leaves_a_registered_one() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped_with_events("lc-revoke").await;
     let c = components(&env).await;
     let unused = recipient("unused");
@@ -309,11 +307,10 @@ async fn revoke_deletes_an_unused_user_and_leaves_a_registered_one() {
     );
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_completed_after_the_real_exchange_accepts_and_adds_the_groups() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped_with_events("lc-accept").await;
     let c = components(&env).await;
     let email = recipient("accept");
@@ -348,11 +345,10 @@ async fn registration_completed_after_the_real_exchange_accepts_and_adds_the_gro
     assert_eq!(events[&email], types(&["invite.sent", "invite.accepted"]));
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_finds_an_acceptance_nobody_reported() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped_with_events("lc-reconcile").await;
     let c = components(&env).await;
     let quiet = recipient("quiet");
@@ -390,11 +386,10 @@ async fn reconcile_finds_an_acceptance_nobody_reported() {
     assert_eq!(events[&waiting], types(&["invite.sent"]));
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_in_the_future_expires_only_the_unaccepted_and_a_second_run_changes_nothing() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped_with_events("lc-cleanup").await;
     let c = components(&env).await;
     let unused = recipient("unused");

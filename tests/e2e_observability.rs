@@ -68,11 +68,10 @@ fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_and_the_worker_is_healthy_after_a_drain() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let _serial = SERIAL.lock().await;
     let env = bootstrapped("e2e-obs", Transport::Ses).await;
     let c = components(&env).await;

@@ -111,11 +111,10 @@ fn mails_to(to: &str) -> usize {
     mails_for(&[to])[0]
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_is_listed_then_replayed_after_the_fix_and_the_invite_is_sent() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped("ops-replay", Transport::Ses).await;
     let c = components(&env).await;
     let q = ops().await;
@@ -205,11 +204,10 @@ async fn a_dead_letter_is_listed_then_replayed_after_the_fix_and_the_invite_is_s
     assert_eq!(mails_to(&email), 1, "the invitation arrives");
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_send_and_delete_loses_nothing_and_the_duplicate_is_absorbed() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped("ops-crash", Transport::Ses).await;
     let c = components(&env).await;
     let q = ops().await;
@@ -255,11 +253,10 @@ fn ids(report: &EnqueueReport) -> Vec<Option<String>> {
     report.rows.iter().map(|r| r.event_id.clone()).collect()
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_csv_enqueues_only_good_rows_and_sending_it_again_changes_nothing() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped("ops-bulk", Transport::Ses).await;
     let c = components(&env).await;
     let q = ops().await;
@@ -348,11 +345,7 @@ async fn bootstrapped_fifo(tag: &str) -> Env {
     use invite_worker::config::ConfigSources;
     let dir = tempfile::tempdir().expect("tempdir");
     let state_file = dir.path().join("bootstrap.toml");
-    let sources = ConfigSources {
-        config_dir: std::path::PathBuf::from("config"),
-        environment: None,
-        state_file: state_file.clone(),
-    };
+    let sources = ConfigSources::defaults_and_state(state_file.clone());
     let name = unique(tag);
     let tune = |s: &mut Settings| {
         s.queue.name = format!("{name}.fifo");
@@ -379,11 +372,10 @@ async fn bootstrapped_fifo(tag: &str) -> Env {
     }
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_works_on_fifo_queues() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let env = bootstrapped_fifo("ops-fifo").await;
     let c = components(&env).await;
     let q = ops().await;

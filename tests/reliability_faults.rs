@@ -156,11 +156,10 @@ fn summary_line(log: &std::path::Path) -> String {
     )
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifth_of_cognito_and_ses_calls_failing_loses_nothing() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let count: usize = env_number("RELIABILITY_FAULT_INVITES", 40);
     let seed = seed();
     let env = bootstrapped("faultsa", Transport::Ses).await;
@@ -211,11 +210,10 @@ async fn a_fifth_of_cognito_and_ses_calls_failing_loses_nothing() {
     assert!(injected > 0, "the proxy injected no faults: {stats}");
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cognito_down_for_a_while_dead_letters_nothing_and_work_resumes() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let count: usize = env_number("RELIABILITY_FAULT_INVITES", 40);
     let outage = Duration::from_secs(env_number("RELIABILITY_OUTAGE_SECONDS", 30));
     let seed = seed();
@@ -245,7 +243,7 @@ async fn cognito_down_for_a_while_dead_letters_nothing_and_work_resumes() {
         .set("HTTP__LISTEN", &metrics_at)
         .extra_env("RUST_LOG", "info");
     let started = Instant::now();
-    let mut worker = spec.spawn(&["run", "--until-idle"]);
+    let mut worker = spec.spawn(&["run", "--until-idle", "--json"]);
 
     // A quarter before the outage, handled normally.
     let before = count / 4;
@@ -377,11 +375,10 @@ fn observe_circuit(hostport: &str, available: &mut bool, seen: &mut Option<f64>)
     }
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_exits_in_time_and_loses_nothing() {
-    if !stack_available() {
-        return;
-    }
+    require_stack();
     let count: usize = env_number("RELIABILITY_FAULT_INVITES", 40);
     let grace = 5u64;
     let seed = seed();
@@ -406,7 +403,7 @@ async fn sigterm_under_load_exits_in_time_and_loses_nothing() {
         .set("QUEUE__RETRY_MAX_SECONDS", 2)
         .extra_env("RUST_LOG", "info");
     let started = Instant::now();
-    let mut worker = spec.spawn(&["run"]);
+    let mut worker = spec.spawn(&["run", "--json"]);
     // Let it get going: some invites sent, others in flight.
     let deadline = Instant::now() + Duration::from_secs(60);
     while sent_count(&env, &emails).await < count / 4 {

@@ -1,8 +1,10 @@
 //! The DynamoDB store and the SQS queue against the local emulator (moto).
 //!
-//! Needs the local stack: `eval "$(scripts/local-stack.sh env)"`. Without `AWS_ENDPOINT_URL`
-//! the tests print a note and pass. Every test creates its own uniquely named table and queues
+//! Needs the local stack, so `#[ignore]`d: scripts/test.sh runs them (`--include-ignored`); run
+//! by hand without `AWS_ENDPOINT_URL` they fail. Every test creates its own uniquely named table and queues
 //! (the server is shared) and removes them afterwards.
+
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -23,16 +25,8 @@ use time::{Duration as TimeDelta, OffsetDateTime};
 
 const POOL: &str = "us-east-1_moto";
 
-async fn sdk_config() -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        eprintln!("skipped: AWS_ENDPOINT_URL is unset (eval \"$(scripts/local-stack.sh env)\" to run against moto)");
-        return None;
-    }
-    Some(
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await,
-    )
+async fn sdk_config() -> aws_config::SdkConfig {
+    support::stack_sdk().await
 }
 
 fn unique(prefix: &str) -> String {
@@ -184,11 +178,10 @@ async fn all_open_expired(
     }
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test]
 async fn store_saves_conditionally_and_keeps_its_indexes() {
-    let Some(conf) = sdk_config().await else {
-        return;
-    };
+    let conf = sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&conf);
     let table = unique("invites-test");
     create_table(&client, &table).await;
@@ -411,7 +404,7 @@ async fn store_item(
     store: &DynamoInviteStore,
     id: &InviteId,
 ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
-    let conf = sdk_config().await.expect("configured");
+    let conf = sdk_config().await;
     aws_sdk_dynamodb::Client::new(&conf)
         .get_item()
         .table_name(store.table())
@@ -438,11 +431,10 @@ async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> String {
         .to_string()
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test]
 async fn queue_receives_deletes_and_dead_letters() {
-    let Some(conf) = sdk_config().await else {
-        return;
-    };
+    let conf = sdk_config().await;
     let client = aws_sdk_sqs::Client::new(&conf);
     let queue_url = create_queue(&client, &unique("invites-in")).await;
     let dlq_url = create_queue(&client, &unique("invites-dlq")).await;
@@ -591,11 +583,10 @@ async fn receive_all(
     Err(format!("received {} of {n} messages", got.len()))
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test]
 async fn fifo_dead_letters_keep_the_group() {
-    let Some(conf) = sdk_config().await else {
-        return;
-    };
+    let conf = sdk_config().await;
     let client = aws_sdk_sqs::Client::new(&conf);
     let queue_url = create_queue(&client, &format!("{}.fifo", unique("in"))).await;
     let dlq_url = create_queue(&client, &format!("{}.fifo", unique("dlq"))).await;

@@ -155,7 +155,7 @@ pub async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
             "templates",
             Ok(format!(
                 "{} load and render",
-                settings.email.templates_dir.display()
+                crate::mail::templates::Templates::describe(&settings.email.templates_dir)
             )),
         ),
         Err(e) => r.line("templates", Err(e.to_string())),

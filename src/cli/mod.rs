@@ -22,7 +22,10 @@ use crate::config::{ConfigSources, Settings};
     about = "Onboards people into Amazon Cognito user pools from SQS invite events"
 )]
 pub struct Cli {
-    /// Directory with default.toml and <INVITE_WORKER_ENV>.toml.
+    /// A TOML file over the built-in defaults (only the keys you change).
+    #[arg(long, global = true, env = "INVITE_WORKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory with <INVITE_WORKER_ENV>.toml (default: config).
     #[arg(long, global = true, env = "INVITE_WORKER_CONFIG_DIR")]
     config_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -36,6 +39,9 @@ enum Command {
         /// Exit once the queue stays empty and nothing is in flight.
         #[arg(long)]
         until_idle: bool,
+        /// Print the closing summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Create (idempotently) the queues, table, user pool, app client and SES identity.
     Bootstrap,
@@ -97,7 +103,10 @@ enum ConfigCommand {
 /// Parses the command line and runs the command.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load(&ConfigSources::from_env(cli.config_dir.clone())) {
+    let settings = match Settings::load(&ConfigSources::from_env(
+        cli.config.clone(),
+        cli.config_dir.clone(),
+    )) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -106,7 +115,7 @@ pub async fn main() -> ExitCode {
     };
     crate::telemetry::init(&settings.log);
     let result = match cli.command {
-        Command::Run { until_idle } => run::run(settings, until_idle).await,
+        Command::Run { until_idle, json } => run::run(settings, until_idle, json).await,
         Command::Bootstrap => run::bootstrap(settings).await,
         Command::Config {
             command: ConfigCommand::Check,

@@ -15,7 +15,7 @@ use crate::observe::Health;
 use crate::wiring;
 use crate::worker::runner::{Worker, WorkerOptions};
 
-pub async fn run(settings: Settings, until_idle: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(settings: Settings, until_idle: bool, json: bool) -> anyhow::Result<ExitCode> {
     wiring::require(&settings, true)?;
     let sdk = wiring::sdk_config().await;
     let mut options = WorkerOptions::from_settings(&settings, until_idle);
@@ -46,7 +46,11 @@ pub async fn run(settings: Settings, until_idle: bool) -> anyhow::Result<ExitCod
         let _ = relay.await;
     }
     info!(?summary, "worker stopped");
-    eprintln!("{summary:?}");
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{summary}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -96,7 +100,7 @@ async fn stop_on_signal(token: CancellationToken) {
 
 pub async fn bootstrap(settings: Settings) -> anyhow::Result<ExitCode> {
     let sdk = wiring::sdk_config().await;
-    let sources = ConfigSources::from_env(None);
+    let sources = ConfigSources::from_env(None, None);
     let report = crate::bootstrap::bootstrap(&settings, &sdk, &sources.state_file).await?;
     println!("{report}");
 

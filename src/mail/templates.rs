@@ -16,6 +16,67 @@ use super::context::human_date_from_iso;
 pub use super::context::EmailContext;
 use super::single_line;
 
+/// How errors name a built-in template: `built-in/invite.en.html`.
+const BUILT_IN_LABEL: &str = "built-in";
+
+/// The files of `templates/`, compiled in ([`Templates::built_in`]). A test checks this list
+/// against the directory.
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "_components.html",
+        include_str!("../../templates/_components.html"),
+    ),
+    (
+        "invite.de.html",
+        include_str!("../../templates/invite.de.html"),
+    ),
+    (
+        "invite.de.subject.txt",
+        include_str!("../../templates/invite.de.subject.txt"),
+    ),
+    (
+        "invite.de.text.txt",
+        include_str!("../../templates/invite.de.text.txt"),
+    ),
+    (
+        "invite.en.html",
+        include_str!("../../templates/invite.en.html"),
+    ),
+    (
+        "invite.en.subject.txt",
+        include_str!("../../templates/invite.en.subject.txt"),
+    ),
+    (
+        "invite.en.text.txt",
+        include_str!("../../templates/invite.en.text.txt"),
+    ),
+    ("layout.html", include_str!("../../templates/layout.html")),
+    (
+        "reminder.en.html",
+        include_str!("../../templates/reminder.en.html"),
+    ),
+    (
+        "reminder.en.subject.txt",
+        include_str!("../../templates/reminder.en.subject.txt"),
+    ),
+    (
+        "reminder.en.text.txt",
+        include_str!("../../templates/reminder.en.text.txt"),
+    ),
+    (
+        "welcome.en.html",
+        include_str!("../../templates/welcome.en.html"),
+    ),
+    (
+        "welcome.en.subject.txt",
+        include_str!("../../templates/welcome.en.subject.txt"),
+    ),
+    (
+        "welcome.en.text.txt",
+        include_str!("../../templates/welcome.en.text.txt"),
+    ),
+];
+
 /// Which email to render.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TemplateKind {
@@ -140,23 +201,21 @@ impl Templates {
     /// in `default_locale` (and in every other locale it has at all), and that every template
     /// renders against a full and a sparse sample context. Any problem is an error naming the
     /// file and line, so a broken template stops the service at start-up, not at the first send.
+    ///
+    /// An empty `dir` (the default `email.templates_dir`) means the set compiled into the
+    /// binary, [`Templates::built_in`].
     pub fn load(dir: &Path, default_locale: &str) -> Result<Templates, TemplateError> {
+        if dir.as_os_str().is_empty() {
+            return Self::built_in(default_locale);
+        }
         let dir_error = |message: String| TemplateError {
             file: dir.display().to_string(),
             line: None,
             message,
         };
-        if !valid_locale(default_locale) {
-            return Err(dir_error(format!(
-                "default locale {default_locale:?} is not a language tag such as \"en\""
-            )));
-        }
         let entries = std::fs::read_dir(dir)
             .map_err(|e| dir_error(format!("cannot read the template directory: {e}")))?;
-
-        let mut env = new_environment();
-        let mut locales: BTreeMap<TemplateKind, BTreeMap<String, String>> = BTreeMap::new();
-        let mut parts: BTreeSet<(TemplateKind, String, Part)> = BTreeSet::new();
+        let mut files = Vec::new();
         for entry in entries {
             let entry =
                 entry.map_err(|e| dir_error(format!("cannot read the template directory: {e}")))?;
@@ -173,13 +232,60 @@ impl Templates {
             {
                 continue;
             }
+            let source = std::fs::read_to_string(&path).map_err(|e| TemplateError {
+                file: path.display().to_string(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            })?;
+            files.push((name, source));
+        }
+        Self::compile(dir, files, default_locale)
+    }
+
+    /// The shipped templates (`templates/` of the source), compiled into the binary, so the
+    /// worker needs no files at run time. Errors name them as `built-in/<file>`.
+    pub fn built_in(default_locale: &str) -> Result<Templates, TemplateError> {
+        let files = BUILT_IN
+            .iter()
+            .map(|(name, source)| (name.to_string(), source.to_string()));
+        Self::compile(Path::new(BUILT_IN_LABEL), files, default_locale)
+    }
+
+    /// Where templates configured as `dir` come from, for messages: the directory, or
+    /// "the built-in templates".
+    pub fn describe(dir: &Path) -> String {
+        if dir.as_os_str().is_empty() {
+            "the built-in templates".to_owned()
+        } else {
+            dir.display().to_string()
+        }
+    }
+
+    /// Compiles and checks one set of `(file name, source)` pairs; `dir` only names them.
+    fn compile(
+        dir: &Path,
+        files: impl IntoIterator<Item = (String, String)>,
+        default_locale: &str,
+    ) -> Result<Templates, TemplateError> {
+        if !valid_locale(default_locale) {
+            return Err(TemplateError {
+                file: dir.display().to_string(),
+                line: None,
+                message: format!(
+                    "default locale {default_locale:?} is not a language tag such as \"en\""
+                ),
+            });
+        }
+        let mut env = new_environment();
+        let mut locales: BTreeMap<TemplateKind, BTreeMap<String, String>> = BTreeMap::new();
+        let mut parts: BTreeSet<(TemplateKind, String, Part)> = BTreeSet::new();
+        for (name, source) in files {
+            let path = dir.join(&name);
             let file_error = |message: String| TemplateError {
                 file: path.display().to_string(),
                 line: None,
                 message,
             };
-            let source = std::fs::read_to_string(&path)
-                .map_err(|e| file_error(format!("cannot read: {e}")))?;
             if name != "layout.html" && !name.starts_with('_') {
                 let (kind, locale, part) = parse_file_name(&name).ok_or_else(|| {
                     file_error(
@@ -519,6 +625,31 @@ mod tests {
     fn templates_can_be_shared_between_tasks() {
         fn shareable<T: Send + Sync + 'static>() {}
         shareable::<Templates>();
+    }
+
+    #[test]
+    fn the_built_in_set_is_the_templates_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut on_disk: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .expect("templates/")
+            .map(|e| e.expect("entry").path())
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).expect("read"))
+            })
+            .collect();
+        on_disk.sort();
+        let built_in: Vec<(String, String)> = BUILT_IN
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
+        assert_eq!(
+            built_in, on_disk,
+            "BUILT_IN must list every file of templates/"
+        );
+        let t = Templates::load(Path::new(""), "en").expect("an empty dir means built in");
+        assert_eq!(t.locales(TemplateKind::Invite), vec!["de", "en"]);
+        assert_eq!(Templates::describe(Path::new("")), "the built-in templates");
     }
 
     #[test]

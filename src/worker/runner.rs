@@ -29,6 +29,10 @@ const MAX_WAIT: Duration = Duration::from_secs(20);
 const MAX_MESSAGES: u8 = 10;
 /// The pause after an empty receive when long polling is off, so the loop does not spin.
 const SHORT_POLL_PAUSE: Duration = Duration::from_millis(100);
+/// With `until_idle`: the longest wait of one receive, so an empty queue is noticed within
+/// about `idle_polls` seconds instead of `idle_polls` long polls (a message that arrives
+/// still ends the wait at once).
+pub const UNTIL_IDLE_WAIT: Duration = Duration::from_secs(1);
 /// The reason code for messages that failed transiently too many times.
 pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 
@@ -56,7 +60,9 @@ pub struct WorkerOptions {
     pub shutdown_grace: Duration,
     /// The longest one `handle` call may take; past it the message is retried.
     pub handler_timeout: Duration,
-    /// Exit after this many consecutive empty receives with nothing in flight.
+    /// Exit after this many consecutive empty receives with nothing in flight here and nothing
+    /// left on the queue (visible, in flight or delayed, as far as the queue can say). Receives
+    /// then wait at most [`UNTIL_IDLE_WAIT`].
     pub until_idle: Option<u32>,
     /// Circuit-breaker hook, consulted before each receive.
     pub pause_when: Option<PauseHook>,
@@ -133,8 +139,9 @@ impl WorkerOptions {
     }
 }
 
-/// What one [`Worker::run`] (or [`Worker::poll_once`]) did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What one [`Worker::run`] (or [`Worker::poll_once`]) did. `Display` is the readable form
+/// `run` prints; `--json` prints the fields as they are named here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunSummary {
     pub received: u64,
     pub acked: u64,
@@ -153,6 +160,37 @@ pub struct RunSummary {
 
 /// What one [`Worker::poll_once`] did.
 pub type PollReport = RunSummary;
+
+impl fmt::Display for RunSummary {
+    /// `6 messages received: 3 acked, 1 retried, 2 dead-lettered`, then one line per kind
+    /// of trouble that happened (none when all went well).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.received == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} message{plural} received: {} acked, {} retried, {} dead-lettered",
+            self.received, self.acked, self.retried, self.dead_lettered
+        )?;
+        let troubles = [
+            (self.released, "released unhandled (delivered again)"),
+            (
+                self.dead_letter_failures,
+                "could not be dead-lettered (still on the queue)",
+            ),
+            (
+                self.delete_failures,
+                "acked but not deleted (delivered again, then acked again)",
+            ),
+            (self.receive_errors, "receive errors (retried)"),
+            (self.handler_panics, "handler panics (retried)"),
+            (self.handler_timeouts, "handler timeouts (retried)"),
+        ];
+        for (count, what) in troubles.into_iter().filter(|(n, _)| *n > 0) {
+            write!(f, "\n  {count} {what}")?;
+        }
+        Ok(())
+    }
+}
 
 impl RunSummary {
     fn between(before: StatsSnapshot, after: StatsSnapshot) -> Self {
@@ -253,6 +291,14 @@ impl Worker {
         RunSummary::between(before, self.stats.snapshot())
     }
 
+    /// How long one receive of [`Worker::run`] waits for a message.
+    fn receive_wait(&self) -> Duration {
+        match self.options.until_idle {
+            Some(_) => self.options.wait.min(UNTIL_IDLE_WAIT),
+            None => self.options.wait,
+        }
+    }
+
     /// Polls until `shutdown` is cancelled (or, with `until_idle`, until the queue stays empty).
     /// On shutdown it stops receiving (abandoning a long poll in progress), lets in-flight
     /// messages finish for up to `shutdown_grace`, releases the rest (visibility 0), flushes
@@ -294,7 +340,7 @@ impl Worker {
                 () = shutdown.cancelled() => break,
             };
             let received = tokio::select! {
-                received = self.queue.receive(slots.len() as u8, self.options.wait) => received,
+                received = self.queue.receive(slots.len() as u8, self.receive_wait()) => received,
                 () = shutdown.cancelled() => break,
             };
             match received {
@@ -323,24 +369,24 @@ impl Worker {
                         .until_idle
                         .is_some_and(|limit| idle_polls >= limit)
                     {
-                        // Messages waiting out a retry delay are invisible, not gone.
+                        // Messages waiting out a retry delay (ours among them) are not visible,
+                        // not gone: only an empty queue ends the run.
                         match self.queue.messages_left().await {
                             Ok(Some(left)) if left > 0 => {
                                 tracing::debug!(
                                     left,
-                                    "queue looks empty but messages wait for a retry"
+                                    "no message visible, but some are in flight or delayed"
                                 );
                                 idle_polls = 0;
-                                tokio::select! {
-                                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                                    () = shutdown.cancelled() => break,
-                                }
-                                continue;
                             }
-                            _ => {}
+                            left => {
+                                if let Err(e) = left {
+                                    tracing::warn!(error = %e, "cannot read the queue's message counts; stopping on empty receives alone");
+                                }
+                                tracing::info!(empty_receives = idle_polls, "queue idle; stopping");
+                                break;
+                            }
                         }
-                        tracing::info!(empty_receives = idle_polls, "queue idle; stopping");
-                        break;
                     }
                     if self.options.wait.is_zero() {
                         tokio::select! {

@@ -434,6 +434,48 @@ async fn until_idle_exits_after_consecutive_empty_receives() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn until_idle_on_an_empty_queue_exits_within_two_seconds_despite_long_polls() {
+    let queue = Arc::new(MemoryQueue::standard());
+    let (worker, _) = worker(
+        &queue,
+        WorkerOptions {
+            wait: Duration::from_secs(20),
+            until_idle: Some(2),
+            ..options()
+        },
+    );
+    let start = Instant::now();
+    let summary = worker.run(CancellationToken::new()).await;
+    assert_eq!(summary.empty_receives, 2);
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn until_idle_never_exits_while_its_own_retry_is_pending() {
+    let queue = Arc::new(MemoryQueue::standard());
+    queue.push("later|retry-after:30");
+    let (worker, handler) = worker(
+        &queue,
+        WorkerOptions {
+            wait: Duration::from_secs(20),
+            max_attempts: 2,
+            until_idle: Some(2),
+            ..options()
+        },
+    );
+    let start = Instant::now();
+    let summary = worker.run(CancellationToken::new()).await;
+    assert_eq!(
+        (summary.retried, summary.dead_lettered),
+        (1, 1),
+        "{summary:?}"
+    );
+    assert_eq!(handler.handled(), vec!["later", "later"]);
+    assert!(start.elapsed() >= Duration::from_secs(30));
+    assert!(queue.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn until_idle_waits_for_in_flight_work() {
     let queue = Arc::new(MemoryQueue::standard());
     queue.push("long|sleep:5:ack");
@@ -629,4 +671,33 @@ fn options_from_settings_and_clamping() {
         ),
         (1, Duration::from_secs(20), 10, 1)
     );
+}
+
+#[test]
+fn the_summary_reads_as_a_sentence_and_names_only_the_trouble_that_happened() {
+    let summary = RunSummary {
+        received: 6,
+        acked: 3,
+        retried: 1,
+        dead_lettered: 2,
+        empty_receives: 4,
+        ..RunSummary::default()
+    };
+    assert_eq!(
+        summary.to_string(),
+        "6 messages received: 3 acked, 1 retried, 2 dead-lettered"
+    );
+    let troubled = RunSummary {
+        received: 1,
+        released: 1,
+        receive_errors: 2,
+        ..RunSummary::default()
+    };
+    assert_eq!(
+        troubled.to_string(),
+        "1 message received: 0 acked, 0 retried, 0 dead-lettered\n  1 released unhandled (delivered again)\n  2 receive errors (retried)"
+    );
+    let json = serde_json::to_value(summary).expect("json");
+    assert_eq!(json["acked"], 3);
+    assert_eq!(json["empty_receives"], 4);
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use invite_worker::domain::{EmailAddress, Invite, InviteId};
 use invite_worker::ports::InviteStore;
 use invite_worker::wiring;
+use invite_worker::worker::runner::RunSummary;
 
 use crate::support::{self, Env};
 
@@ -166,7 +167,7 @@ impl<'a> WorkerSpec<'a> {
 
     /// Runs `invite-worker run --until-idle` to the end (or panics after `limit`).
     pub fn run_until_idle(&self, limit: Duration) -> (ExitStatus, Duration) {
-        let mut p = self.spawn(&["run", "--until-idle"]);
+        let mut p = self.spawn(&["run", "--until-idle", "--json"]);
         let status = p.wait_for(limit).unwrap_or_else(|| {
             p.kill();
             panic!(
@@ -237,20 +238,20 @@ pub fn keep_log(log: &Path, name: &str) -> PathBuf {
     kept
 }
 
-/// Sums the `RunSummary { received: .., acked: .., .. }` lines the worker prints on exit.
+/// Sums the summaries `run --json` prints on exit (one JSON object per run, among the JSON
+/// log lines).
 pub fn run_summaries(log: &Path) -> BTreeMap<String, u64> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let mut totals = BTreeMap::new();
     for line in text.lines() {
-        let Some(rest) = line.trim().strip_prefix("RunSummary {") else {
+        let Ok(summary) = serde_json::from_str::<RunSummary>(line.trim()) else {
             continue;
         };
-        for field in rest.trim_end_matches('}').split(',') {
-            if let Some((k, v)) = field.split_once(':') {
-                if let Ok(n) = v.trim().parse::<u64>() {
-                    *totals.entry(k.trim().to_string()).or_insert(0) += n;
-                }
-            }
+        let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(summary) else {
+            continue;
+        };
+        for (k, v) in fields {
+            *totals.entry(k).or_insert(0) += v.as_u64().unwrap_or(0);
         }
     }
     totals

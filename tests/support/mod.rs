@@ -1,6 +1,7 @@
 //! Shared helpers for the tests that run against the local stack (moto server + SMTP sink).
 //! Each test makes its own uniquely named resources, so tests run in parallel and never reset
-//! the shared server. Without `AWS_ENDPOINT_URL` (no local stack) they skip.
+//! the shared server. Those tests are `#[ignore = "needs the local stack: scripts/test.sh"]`;
+//! scripts/test.sh runs them with `--include-ignored`, and without `AWS_ENDPOINT_URL` they fail.
 
 #![allow(dead_code)]
 
@@ -15,13 +16,20 @@ use invite_worker::wiring::{self, Components};
 use invite_worker::worker::runner::{RunSummary, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-/// `None` (and a note) when the local stack is not configured.
-pub fn stack_available() -> bool {
-    if std::env::var("AWS_ENDPOINT_URL").is_err() {
-        eprintln!("skipped: AWS_ENDPOINT_URL is not set (run scripts/test.sh, which starts the local stack)");
-        return false;
-    }
-    true
+/// Fails the test, naming scripts/test.sh, when the local stack is not configured: a test that
+/// needs it never passes without it.
+pub fn require_stack() {
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "AWS_ENDPOINT_URL is not set: this test needs the local stack. Run scripts/test.sh \
+         (it starts the stack), or `eval \"$(scripts/local-stack.sh env)\"` first"
+    );
+}
+
+/// The SDK configuration for the local stack (after [`require_stack`]).
+pub async fn stack_sdk() -> aws_config::SdkConfig {
+    require_stack();
+    wiring::sdk_config().await
 }
 
 pub fn unique(tag: &str) -> String {
@@ -52,11 +60,7 @@ pub async fn bootstrapped_named(
 ) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let state_file = dir.path().join("bootstrap.toml");
-    let sources = ConfigSources {
-        config_dir: PathBuf::from("config"),
-        environment: None,
-        state_file: state_file.clone(),
-    };
+    let sources = ConfigSources::defaults_and_state(state_file.clone());
     let mut settings = Settings::load(&sources).expect("config/default.toml loads");
     let name = unique(tag);
     settings.queue.name = name.clone();
@@ -248,43 +252,16 @@ pub fn text_part(raw: &str) -> String {
 }
 
 fn quoted_printable(s: &str) -> String {
-    let mut out = Vec::new();
-    let bytes = s.replace("=\n", "").into_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(
-                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                16,
-            ) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
+    let decoded = quoted_printable::decode(s.as_bytes(), quoted_printable::ParseMode::Robust)
+        .expect("robust quoted-printable decoding does not fail");
+    String::from_utf8_lossy(&decoded).to_string()
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
-    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let mut buf = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let Some(v) = ALPHA.iter().position(|&a| a == c) else {
-            continue;
-        };
-        buf = (buf << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .expect("a base64 body")
 }
 
 /// The temporary password from an invitation's text part (`Temporary password: ...`).
