@@ -489,12 +489,10 @@ async fn cleanup_in_the_future_expires_only_the_unaccepted_and_a_second_run_chan
 /// Only a `CONFIRMED`, enabled user is an accepted invitee: a registered user an admin disabled
 /// and one whose password an admin reset (`RESET_REQUIRED`) get no groups and no welcome email
 /// from reconcile or cleanup, and are kept as they are.
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_not_confirmed_and_enabled_get_no_groups_and_no_welcome() {
-    assert!(
-        stack_available(),
-        "needs the local stack: eval \"$(scripts/local-stack.sh env)\""
-    );
+    require_stack();
     let env = bootstrapped_with_events("lc-statuses").await;
     let c = components(&env).await;
     let disabled = recipient("disabled");

@@ -37,9 +37,10 @@ async fn dead_letter_reasons(env: &Env) -> Vec<String> {
     reasons
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invites_failed_by_a_refusing_relay_are_sent_after_the_fix_and_a_replay() {
-    assert!(stack_available(), "needs the local stack: scripts/test.sh");
+    require_stack();
     let sink = SmtpSink::start();
     let env = bootstrapped_named("replay-smtp", Transport::Smtp, |s| {
         s.email.smtp.port = sink.port;
@@ -115,9 +116,10 @@ async fn invites_failed_by_a_refusing_relay_are_sent_after_the_fix_and_a_replay(
     assert_eq!(summary.received, 0, "{summary:?}");
 }
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attribute_added_to_the_pool_while_the_worker_runs_is_accepted_on_replay() {
-    assert!(stack_available(), "needs the local stack: scripts/test.sh");
+    require_stack();
     let env = bootstrapped("replay-attr", Transport::Ses).await;
     let c = components(&env).await;
     let pool = env.settings.cognito.user_pool_id.clone();
