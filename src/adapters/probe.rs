@@ -1,0 +1,107 @@
+//! [`AwsProbe`]: the read-only calls that check a setup before any work (`config check`, and the
+//! start-up check of every command): does the queue, table, pool, sender identity exist, and can
+//! these credentials reach it. Errors are [`DownstreamError`]s carrying a [`crate::error::SetupCause`].
+
+use aws_config::SdkConfig;
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::adapters::aws_errors::classify;
+use crate::adapters::cognito::CognitoDirectory;
+use crate::domain::PoolProfile;
+use crate::error::{DownstreamError, Service};
+use crate::ports::Directory;
+
+/// Read-only SDK calls, one per kind of resource.
+#[derive(Clone, Debug)]
+pub struct AwsProbe {
+    sqs: aws_sdk_sqs::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    cognito: aws_sdk_cognitoidentityprovider::Client,
+    ses: aws_sdk_sesv2::Client,
+}
+
+/// Whether an SES account may send to anyone, where the API says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SesAccess {
+    Production,
+    Sandbox,
+    /// The endpoint does not implement GetAccount (moto), or the policy does not grant it.
+    Unknown,
+}
+
+impl AwsProbe {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            cognito: aws_sdk_cognitoidentityprovider::Client::new(sdk),
+            ses: aws_sdk_sesv2::Client::new(sdk),
+        }
+    }
+
+    /// `GetQueueAttributes`: the approximate number of visible messages.
+    pub async fn queue(&self, url: &str) -> Result<String, DownstreamError> {
+        let name = QueueAttributeName::ApproximateNumberOfMessages;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(name.clone())
+            .send()
+            .await
+            .map_err(|e| classify(Service::Sqs, "GetQueueAttributes", &e, |_| None))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// `DescribeTable`: the table's status (`ACTIVE`...).
+    pub async fn table(&self, name: &str) -> Result<String, DownstreamError> {
+        let out = self
+            .dynamodb
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| classify(Service::DynamoDb, "DescribeTable", &e, |_| None))?;
+        Ok(out
+            .table()
+            .and_then(|t| t.table_status())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default())
+    }
+
+    /// `DescribeUserPool`, read the way the worker reads it.
+    pub async fn pool(&self, user_pool_id: &str) -> Result<PoolProfile, DownstreamError> {
+        CognitoDirectory::new(self.cognito.clone(), user_pool_id.to_string())
+            .pool_profile()
+            .await
+    }
+
+    /// `GetEmailIdentity`: whether SES lets `identity` send.
+    pub async fn sender_verified(&self, identity: &str) -> Result<bool, DownstreamError> {
+        let out = self
+            .ses
+            .get_email_identity()
+            .email_identity(identity)
+            .send()
+            .await
+            .map_err(|e| classify(Service::Ses, "GetEmailIdentity", &e, |_| None))?;
+        Ok(out.verified_for_sending_status())
+    }
+
+    /// `GetAccount`: whether the account is in the SES sandbox. Any error (not implemented,
+    /// not granted) is [`SesAccess::Unknown`]: this is advice, not a check.
+    pub async fn ses_access(&self) -> SesAccess {
+        match self.ses.get_account().send().await {
+            Ok(out) if out.production_access_enabled() => SesAccess::Production,
+            Ok(_) => SesAccess::Sandbox,
+            Err(e) => {
+                tracing::debug!(error = %classify(Service::Ses, "GetAccount", &e, |_| None), "SES GetAccount failed");
+                SesAccess::Unknown
+            }
+        }
+    }
+}
