@@ -3,12 +3,13 @@
 //! these credentials reach it. Errors are [`DownstreamError`]s carrying a [`crate::error::SetupCause`].
 
 use aws_config::SdkConfig;
+use aws_sdk_sesv2::types::VerificationStatus;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::adapters::aws_errors::classify;
 use crate::adapters::cognito::CognitoDirectory;
 use crate::domain::PoolProfile;
-use crate::error::{DownstreamError, Service};
+use crate::error::{DownstreamError, Service, SetupCause};
 use crate::ports::Directory;
 
 /// Read-only SDK calls, one per kind of resource.
@@ -80,8 +81,19 @@ impl AwsProbe {
             .await
     }
 
-    /// `GetEmailIdentity`: whether SES lets `identity` send.
-    pub async fn sender_verified(&self, identity: &str) -> Result<bool, DownstreamError> {
+    /// `GetEmailIdentity`: whether SES lets `address` send, as an address identity or, when
+    /// there is none, through its domain's identity (as SES itself decides).
+    pub async fn sender_verified(&self, address: &str) -> Result<bool, DownstreamError> {
+        match self.identity_verified(address).await {
+            Err(e) if e.setup == Some(SetupCause::NotFound) => match address.rsplit_once('@') {
+                Some((_, domain)) => self.identity_verified(domain).await.map_err(|_| e),
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    async fn identity_verified(&self, identity: &str) -> Result<bool, DownstreamError> {
         let out = self
             .ses
             .get_email_identity()
@@ -89,7 +101,8 @@ impl AwsProbe {
             .send()
             .await
             .map_err(|e| classify(Service::Ses, "GetEmailIdentity", &e, |_| None))?;
-        Ok(out.verified_for_sending_status())
+        Ok(out.verified_for_sending_status()
+            || out.verification_status() == Some(&VerificationStatus::Success))
     }
 
     /// `GetAccount`: whether the account is in the SES sandbox. Any error (not implemented,
