@@ -118,3 +118,86 @@ impl AwsProbe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootstrap::test_support::mocked;
+    use aws_sdk_sesv2::operation::get_email_identity::GetEmailIdentityOutput;
+    use aws_smithy_mocks::mock;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_types::body::SdkBody;
+
+    fn error(status: u16, code: &str, content_type: &str) -> HttpResponse {
+        let body = serde_json::json!({ "__type": code, "message": "no" }).to_string();
+        let mut resp = HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body));
+        resp.headers_mut()
+            .insert("content-type", content_type.to_string());
+        resp.headers_mut()
+            .insert("x-amzn-errortype", code.to_string());
+        resp
+    }
+
+    fn probe(dynamodb: aws_sdk_dynamodb::Client, ses: aws_sdk_sesv2::Client) -> AwsProbe {
+        AwsProbe {
+            sqs: mocked!(aws_sdk_sqs),
+            dynamodb,
+            cognito: mocked!(aws_sdk_cognitoidentityprovider),
+            ses,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sender_counts_as_verified_through_its_domain() {
+        let address = mock!(aws_sdk_sesv2::Client::get_email_identity)
+            .match_requests(|r| r.email_identity() == Some("ops@acme.example"))
+            .then_http_response(|| error(404, "NotFoundException", "application/json"));
+        let domain = mock!(aws_sdk_sesv2::Client::get_email_identity)
+            .match_requests(|r| r.email_identity() == Some("acme.example"))
+            .then_output(|| {
+                GetEmailIdentityOutput::builder()
+                    .verified_for_sending_status(true)
+                    .build()
+            });
+        let p = probe(
+            mocked!(aws_sdk_dynamodb),
+            mocked!(aws_sdk_sesv2, address, domain),
+        );
+        assert_eq!(p.sender_verified("ops@acme.example").await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_sender_without_any_identity_is_not_found() {
+        let none = mock!(aws_sdk_sesv2::Client::get_email_identity)
+            .then_http_response(|| error(404, "NotFoundException", "application/json"));
+        let p = probe(mocked!(aws_sdk_dynamodb), mocked!(aws_sdk_sesv2, none));
+        let e = p.sender_verified("ops@acme.example").await.unwrap_err();
+        assert_eq!(e.setup, Some(SetupCause::NotFound));
+    }
+
+    #[tokio::test]
+    async fn get_account_unsupported_is_unknown_not_a_failure() {
+        let unsupported = mock!(aws_sdk_sesv2::Client::get_account)
+            .then_http_response(|| error(404, "UnknownOperationException", "application/json"));
+        let p = probe(
+            mocked!(aws_sdk_dynamodb),
+            mocked!(aws_sdk_sesv2, unsupported),
+        );
+        assert_eq!(p.ses_access().await, SesAccess::Unknown);
+    }
+
+    #[tokio::test]
+    async fn access_denied_and_a_missing_table_are_setup_causes() {
+        for (code, cause) in [
+            ("AccessDeniedException", SetupCause::AccessDenied),
+            ("ResourceNotFoundException", SetupCause::NotFound),
+        ] {
+            let rule = mock!(aws_sdk_dynamodb::Client::describe_table)
+                .then_http_response(move || error(400, code, "application/x-amz-json-1.0"));
+            let p = probe(mocked!(aws_sdk_dynamodb, rule), mocked!(aws_sdk_sesv2));
+            let e = p.table("invites").await.unwrap_err();
+            assert_eq!(e.setup, Some(cause), "{code}: {e}");
+            assert!(!e.message.contains("{ source:"), "{e}");
+        }
+    }
+}
