@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::adapters::probe::{AwsProbe, SesAccess};
+use crate::adapters::ses::sender_address;
 use crate::config::{Settings, Transport};
 use crate::error::{DownstreamError, Service, SetupCause};
 
@@ -232,14 +233,6 @@ fn region_hint(need: Need, settings: &Settings, target: &AwsTarget) -> String {
             format!(" (the pool id names {pool_region}: is AWS_REGION right?)")
         }
         _ => String::new(),
-    }
-}
-
-/// `Name <a@b>` -> `a@b`.
-pub fn sender_address(from: &str) -> String {
-    match (from.rfind('<'), from.rfind('>')) {
-        (Some(a), Some(b)) if a < b => from[a + 1..b].trim().to_string(),
-        _ => from.trim().to_string(),
     }
 }
 
