@@ -335,3 +335,70 @@ fn every_broken_setup_reads_as_one_line_with_the_fix_and_its_exit_status() {
         failures.join("\n\n")
     );
 }
+
+/// `GET path` on 127.0.0.1:`port`; the whole answer, or `None` while nothing listens.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+#[test]
+fn run_with_a_missing_table_is_not_ready_at_once_and_exits_2_after_the_grace() {
+    let stack = bootstrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .envs(stack.env.iter().map(|(k, v)| (k, v)))
+        .env("INVITE_WORKER__TABLE__NAME", unique("gone"))
+        .env("INVITE_WORKER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("INVITE_WORKER__WORKER__SETUP_GRACE_SECONDS", "4")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut ready = None;
+    while started.elapsed() < Duration::from_secs(3) && ready.is_none() {
+        ready = http_get(port, "/readyz");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ready = ready.expect("/readyz answers during the grace");
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains("not_ready"), "{ready}");
+    let mut status = None;
+    while started.elapsed() < HANG && status.is_none() {
+        status = child.try_wait().expect("wait");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("run still going after {HANG:?}");
+    };
+    let took = started.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        took >= Duration::from_secs(4),
+        "left before the grace: {took:?}"
+    );
+    assert!(stderr.contains(" ERROR "), "{stderr}");
+    assert!(
+        stderr.contains("does not exist in us-east-1: run `invite-worker bootstrap` or set table.name; not ready"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WARN receive failed"), "{stderr}");
+}
