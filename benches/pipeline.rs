@@ -342,7 +342,8 @@ impl InviteStore for CountedStore {
 struct CountedDirectory {
     inner: Arc<MemoryDirectory>,
     calls: Arc<Calls>,
-    /// Set: `pool_profile` is read once and cached, as `CognitoDirectory` does.
+    /// Set: `pool_profile` is read once and cached, as `ProfileCachingDirectory` does within
+    /// `cognito.pool_profile_max_age_seconds`.
     profile_cache: Option<OnceCell<PoolProfile>>,
 }
 

@@ -69,6 +69,7 @@ export AWS_SECRET_ACCESS_KEY=testing
 export AWS_EC2_METADATA_DISABLED=true
 export INVITE_TEST_SMTP_PORT=$smtp_port
 export INVITE_TEST_MAIL_DIR=$state/mail
+export INVITE_TEST_PYTHON=$venv/bin/python
 ENV
 }
 

@@ -93,6 +93,9 @@ pub struct CognitoSettings {
     pub create_burst: u32,
     /// Token bucket for other Cognito calls (AdminGetUser etc.).
     pub read_rate_per_second: f64,
+    /// How long the worker keeps the pool's schema and password policy before reading them
+    /// again (0: read for every use). A rejection is checked against a fresh read regardless.
+    pub pool_profile_max_age_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]

@@ -97,8 +97,15 @@ pub enum CreateOutcome {
 
 #[async_trait]
 pub trait Directory: Send + Sync {
-    /// The pool's schema and password policy (adapters cache it).
+    /// The pool's schema and password policy (`ProfileCachingDirectory` keeps it for a bounded
+    /// age; the adapters themselves describe the pool on every call).
     async fn pool_profile(&self) -> Result<PoolProfile, DownstreamError>;
+    /// The profile as the pool has it now, not older than a second: read before a schema or
+    /// policy rejection is dead-lettered, in case the pool changed since it was cached. Only a
+    /// cache has anything to refresh.
+    async fn refresh_pool_profile(&self) -> Result<PoolProfile, DownstreamError> {
+        self.pool_profile().await
+    }
     /// `AdminCreateUser` with `MessageAction=SUPPRESS` and `email_verified=true`.
     async fn create_user(&self, user: &NewUser<'_>) -> Result<CreateOutcome, DownstreamError>;
     async fn get_user(&self, username: &str) -> Result<Option<UserInfo>, DownstreamError>;

@@ -12,6 +12,7 @@ use crate::adapters::dynamo::DynamoInviteStore;
 use crate::adapters::instrumented::{InstrumentedDirectory, InstrumentedMailer, InstrumentedStore};
 use crate::adapters::limited::{RateLimitedDirectory, RateLimitedMailer};
 use crate::adapters::probe::AwsProbe;
+use crate::adapters::profile_cache::ProfileCachingDirectory;
 use crate::adapters::ses::SesMailer;
 use crate::adapters::smtp::SmtpMailer;
 use crate::adapters::sqs::SqsQueue;
@@ -161,10 +162,16 @@ pub async fn build_with_clock(
         aws_sdk_cognitoidentityprovider::Client::new(&sdk),
         settings.cognito.user_pool_id.clone(),
     );
-    // Instrumented inside the rate limiters: durations leave out the wait for a token.
-    let directory: Arc<dyn Directory> = Arc::new(RateLimitedDirectory::from_settings(
-        InstrumentedDirectory::new(cognito, observer.clone()),
-        &settings.cognito,
+    // Instrumented inside the rate limiters: durations leave out the wait for a token. The
+    // profile cache outside them: a cached profile costs no token. Its age is wall-clock time,
+    // whatever clock the service runs on.
+    let directory: Arc<dyn Directory> = Arc::new(ProfileCachingDirectory::new(
+        Arc::new(RateLimitedDirectory::from_settings(
+            InstrumentedDirectory::new(cognito, observer.clone()),
+            &settings.cognito,
+        )),
+        Arc::new(SystemClock),
+        Duration::from_secs(settings.cognito.pool_profile_max_age_seconds),
     ));
     let mailer: Arc<dyn Mailer> = match settings.email.transport {
         Transport::Ses => Arc::new(RateLimitedMailer::from_settings(
@@ -231,6 +238,9 @@ pub async fn build_with_clock(
 #[async_trait::async_trait]
 impl crate::worker::MessageHandler for InviteService {
     async fn handle(&self, message: &crate::ports::QueueMessage) -> crate::error::Disposition {
-        self.handle_body(&message.body).await
+        // A copy sent back by `dlq replay` carries its lineage: the handler may re-open a failed
+        // invite for it (docs/lifecycle.md, "Replay").
+        let replay = crate::ops::dlq::lineage::replay_of(message);
+        self.handle_delivery(&message.body, replay.as_ref()).await
     }
 }

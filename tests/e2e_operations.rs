@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use invite_worker::config::{Settings, Transport};
@@ -110,27 +109,6 @@ fn mails_for(recipients: &[&str]) -> Vec<usize> {
 
 fn mails_to(to: &str) -> usize {
     mails_for(&[to])[0]
-}
-
-/// The binary, configured for this test's resources.
-fn cli(settings: &Settings, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_invite-worker"))
-        .args(args)
-        .env("INVITE_WORKER_STATE", "/nonexistent/bootstrap.toml")
-        .env("INVITE_WORKER__QUEUE__URL", &settings.queue.url)
-        .env("INVITE_WORKER__QUEUE__DLQ_URL", &settings.queue.dlq_url)
-        .env(
-            "INVITE_WORKER__COGNITO__USER_POOL_ID",
-            &settings.cognito.user_pool_id,
-        )
-        .env("INVITE_WORKER__LOG__LEVEL", "warn")
-        .output()
-        .expect("run invite-worker");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,7 @@ fn invite(
             event_type: "invite.requested".into(),
             reason: None,
             generation: 1,
+            replay: None,
         }],
         version: 1,
         lease: None,

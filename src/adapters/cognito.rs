@@ -15,7 +15,6 @@ use aws_sdk_cognitoidentityprovider::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use tokio::sync::OnceCell;
 
 use crate::adapters::aws_errors;
 use crate::domain::pool::{AttributeKind, AttributeSpec};
@@ -39,16 +38,15 @@ const TRANSIENT_CODES: &[&str] = &["UnexpectedLambdaException"];
 pub struct CognitoDirectory {
     client: Client,
     user_pool_id: String,
-    profile: std::sync::Arc<OnceCell<PoolProfile>>,
 }
 
 impl CognitoDirectory {
-    /// A directory for `user_pool_id`. The pool is described on first use, not here.
+    /// A directory for `user_pool_id`. The pool is described on use, not here (and on every
+    /// use: `ProfileCachingDirectory` in front of it keeps the profile for a bounded age).
     pub fn new(client: Client, user_pool_id: impl Into<String>) -> Self {
         Self {
             client,
             user_pool_id: user_pool_id.into(),
-            profile: std::sync::Arc::new(OnceCell::new()),
         }
     }
 
@@ -79,10 +77,7 @@ impl CognitoDirectory {
 #[async_trait]
 impl Directory for CognitoDirectory {
     async fn pool_profile(&self) -> Result<PoolProfile, DownstreamError> {
-        self.profile
-            .get_or_try_init(|| self.describe())
-            .await
-            .cloned()
+        self.describe().await
     }
 
     async fn create_user(&self, user: &NewUser<'_>) -> Result<CreateOutcome, DownstreamError> {
@@ -929,7 +924,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_profile_is_cached_but_a_failure_is_not() {
+    async fn every_call_describes_the_pool_and_a_failure_is_not_remembered() {
         let rule = mock!(Client::describe_user_pool)
             .sequence()
             .http_response(|| cognito_error(500, "InternalErrorException", "oops"))
@@ -940,12 +935,12 @@ mod tests {
         let err = dir.pool_profile().await.expect_err("first call fails");
         assert_eq!(err.kind, ErrorKind::Unavailable);
         let first = dir.pool_profile().await.expect("second call succeeds");
-        let again = dir.clone().pool_profile().await.expect("cached");
+        let again = dir.clone().pool_profile().await.expect("described again");
         assert_eq!(first, again);
         assert_eq!(
             rule.num_calls(),
-            2,
-            "the successful profile is described once"
+            3,
+            "no cache here: ProfileCachingDirectory keeps the profile"
         );
     }
 

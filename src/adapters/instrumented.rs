@@ -103,8 +103,8 @@ impl<D: Directory> InstrumentedDirectory<D> {
 #[async_trait]
 impl<D: Directory> Directory for InstrumentedDirectory<D> {
     async fn pool_profile(&self) -> Result<PoolProfile, DownstreamError> {
-        // Adapters cache the profile: a success is usually no call at all, so it says nothing
-        // about Cognito's health (a failure does).
+        // The profile is cached in front of this (`ProfileCachingDirectory`) and read again
+        // only now and then: a success says little about Cognito's health (a failure does).
         observed(
             &self.observer,
             Service::Cognito,

@@ -7,7 +7,8 @@
 //!    final status only *after* them; a crash in between leaves `pending` and a redelivery resumes.
 //! 2. Every side effect is safe to repeat: an existing never-used user gets a fresh temporary
 //!    password (`AdminSetUserPassword`), so a re-sent email always carries a working password.
-//! 3. An event whose id is already in the record's history is a no-op.
+//! 3. An event whose id is already in the record's history is a no-op, unless an operator
+//!    replayed it (`dlq replay`): a replay may re-open a `failed` invite (see [`Trigger::Replayed`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use crate::domain::password::generate;
 use crate::domain::state::{decide, Effect, Outcome, Trigger};
 use crate::domain::PoolProfile;
 use crate::domain::{
-    EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease,
+    EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay,
     TemporaryPassword,
 };
 use crate::error::{Disposition, DownstreamError};
@@ -162,6 +163,8 @@ struct Request<'a> {
     occurred_at: Option<OffsetDateTime>,
     /// The pool profile, when the event's check already read it (saves a second read).
     profile: Option<&'a PoolProfile>,
+    /// Set when an operator replayed the message (`dlq replay`).
+    replay: Option<&'a Replay>,
 }
 
 pub struct InviteService {
@@ -216,10 +219,16 @@ impl InviteService {
         self.clock.now()
     }
 
-    /// Decodes and handles one message body; what the worker calls.
+    /// Decodes and handles one message body that was not replayed.
     pub async fn handle_body(&self, body: &str) -> Disposition {
+        self.handle_delivery(body, None).await
+    }
+
+    /// Decodes and handles one message body; what the worker calls. `replay` is the lineage of a
+    /// copy sent back by `dlq replay` (from its message attributes), `None` for any other message.
+    pub async fn handle_delivery(&self, body: &str, replay: Option<&Replay>) -> Disposition {
         let result = match decode(body) {
-            Ok(event) => self.handle_event(&event).await,
+            Ok(event) => self.handle_replayed_event(&event, replay).await,
             Err(e) => Err(HandleError::Invalid(e)),
         };
         match result {
@@ -254,6 +263,15 @@ impl InviteService {
     /// `event_id`, `event_type` and `invite_id`; both ids are also recorded in the caller's
     /// span when it declares them (the worker's per-message span does).
     pub async fn handle_event(&self, event: &InboundEvent) -> Result<Handled, HandleError> {
+        self.handle_replayed_event(event, None).await
+    }
+
+    /// [`InviteService::handle_event`] for an event an operator may have replayed.
+    pub async fn handle_replayed_event(
+        &self,
+        event: &InboundEvent,
+        replay: Option<&Replay>,
+    ) -> Result<Handled, HandleError> {
         let invite_id = self.invite_id_of(event);
         let current = tracing::Span::current();
         current.record("event_id", event.id.as_str());
@@ -264,10 +282,14 @@ impl InviteService {
             event_type = event.body.type_name(),
             invite_id = %invite_id,
         );
-        self.apply_event(event).instrument(span).await
+        self.apply_event(event, replay).instrument(span).await
     }
 
-    async fn apply_event(&self, event: &InboundEvent) -> Result<Handled, HandleError> {
+    async fn apply_event(
+        &self,
+        event: &InboundEvent,
+        replay: Option<&Replay>,
+    ) -> Result<Handled, HandleError> {
         let base = Request {
             event_id: Some(event.id.as_str()),
             event_type: event.body.type_name(),
@@ -277,13 +299,11 @@ impl InviteService {
             reason: None,
             occurred_at: event.occurred_at,
             profile: None,
+            replay,
         };
         match &event.body {
             EventBody::InviteRequested(req) => {
-                let profile = self.directory.pool_profile().await?;
-                profile
-                    .check_attributes(&req.details.attributes)
-                    .map_err(HandleError::InvalidAttributes)?;
+                let profile = self.checked_profile(&req.details.attributes).await?;
                 let id = InviteId::for_email(&self.config.user_pool_id, &req.email);
                 let request = Request {
                     email: Some(&req.email),
@@ -338,6 +358,24 @@ impl InviteService {
         }
     }
 
+    /// The pool profile, with `attributes` checked against it. A rejection is checked once more
+    /// against a fresh read of the pool before it is final: an attribute added to the pool since
+    /// the profile was cached is accepted at once.
+    async fn checked_profile(
+        &self,
+        attributes: &std::collections::BTreeMap<String, String>,
+    ) -> Result<PoolProfile, HandleError> {
+        let profile = self.directory.pool_profile().await?;
+        if profile.check_attributes(attributes).is_ok() {
+            return Ok(profile);
+        }
+        let fresh = self.directory.refresh_pool_profile().await?;
+        fresh
+            .check_attributes(attributes)
+            .map_err(HandleError::InvalidAttributes)?;
+        Ok(fresh)
+    }
+
     /// How long a message waits before looking again at an invite another worker holds. A young
     /// lease belongs to a worker that is most likely still busy with it (a duplicate delivery):
     /// look again soon. An old one belongs to a worker that was probably cut off: wait until it
@@ -371,6 +409,7 @@ impl InviteService {
             reason: None,
             occurred_at: None,
             profile: None,
+            replay: None,
         };
         self.apply(id, trigger, &request).await
     }
@@ -378,19 +417,30 @@ impl InviteService {
     async fn apply(
         &self,
         id: InviteId,
-        trigger: Trigger,
+        asked: Trigger,
         req: &Request<'_>,
     ) -> Result<Handled, HandleError> {
         let token = uuid::Uuid::new_v4().to_string();
         for _ in 0..MAX_CONFLICT_RETRIES {
             let now = self.clock.now();
             let current = self.store.load(&id).await?;
+            let replayed = is_replay_of_seen(current.as_ref(), &asked, req);
+            let trigger = if replayed {
+                Trigger::Replayed
+            } else {
+                asked.clone()
+            };
             if let (Some(rec), Some(event_id)) = (&current, req.event_id) {
                 // A pending invite whose work was cut short (a crash between the claim and the
                 // final write) is resumed by the redelivery of the event that opened it.
                 let unfinished = rec.status == InviteStatus::Pending
-                    && matches!(trigger, Trigger::Requested | Trigger::Resend);
-                if rec.has_seen(event_id) && !unfinished {
+                    && matches!(asked, Trigger::Requested | Trigger::Resend);
+                // A replay is a repeat only if this very replay was already applied.
+                let repeat = match req.replay {
+                    Some(replay) if replayed => rec.has_seen_replay(event_id, replay),
+                    _ => rec.has_seen(event_id),
+                };
+                if repeat && !unfinished {
                     return Ok(Handled {
                         outcome: "redelivered",
                         invite_id: Some(id),
@@ -770,9 +820,25 @@ impl InviteService {
         })
     }
 
+    /// [`InviteService::provision_once`]; if Cognito rejects the password, once more with the
+    /// policy read afresh (the pool's policy may have changed since the profile was cached).
+    async fn provision(
+        &self,
+        rec: &Invite,
+        profile: Option<&PoolProfile>,
+    ) -> Result<Provisioned, HandleError> {
+        match self.provision_once(rec, profile).await {
+            Err(HandleError::Rejected { code, .. }) if code == "invalid_password" => {
+                let fresh = self.directory.refresh_pool_profile().await?;
+                self.provision_once(rec, Some(&fresh)).await
+            }
+            other => other,
+        }
+    }
+
     /// Creates the user with a fresh temporary password, or gives an existing never-used user a
     /// fresh one. A confirmed user is never touched.
-    async fn provision(
+    async fn provision_once(
         &self,
         rec: &Invite,
         profile: Option<&PoolProfile>,
@@ -1105,8 +1171,21 @@ fn is_stale(
     };
     matches!(
         trigger,
-        Trigger::Requested | Trigger::Resend | Trigger::Revoke
+        Trigger::Requested | Trigger::Resend | Trigger::Revoke | Trigger::Replayed
     ) && rec.last_occurred_at.is_some_and(|last| at < last)
+}
+
+/// Whether `req` is an operator's replay (`dlq replay`) of a request or resend that the invite has
+/// already seen: then it is decided as [`Trigger::Replayed`], which re-opens only a `failed`
+/// invite. A forged replay attribute can do no more than a new event id could (a new request
+/// re-opens a `failed` invite too); revokes and acceptances are never turned into replays.
+fn is_replay_of_seen(current: Option<&Invite>, trigger: &Trigger, req: &Request<'_>) -> bool {
+    match (current, req.event_id, req.replay) {
+        (Some(rec), Some(event_id), Some(_)) => {
+            matches!(trigger, Trigger::Requested | Trigger::Resend) && rec.has_seen(event_id)
+        }
+        _ => false,
+    }
 }
 
 /// Whether an internal trigger no longer applies to the record as it is now (it changed since the
@@ -1198,5 +1277,6 @@ fn history(
         event_type: req.event_type.to_string(),
         reason,
         generation,
+        replay: req.replay.cloned(),
     }
 }

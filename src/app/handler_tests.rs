@@ -13,7 +13,7 @@ fn world() -> World {
     world_with(false)
 }
 
-fn request(id: &str, email: &str) -> String {
+pub(super) fn request(id: &str, email: &str) -> String {
     json!({
         "version": 1, "type": "invite.requested", "id": id,
         "data": {
@@ -25,16 +25,16 @@ fn request(id: &str, email: &str) -> String {
     .to_string()
 }
 
-fn event(kind: &str, id: &str, data: serde_json::Value) -> String {
+pub(super) fn event(kind: &str, id: &str, data: serde_json::Value) -> String {
     json!({"version": 1, "type": kind, "id": id, "data": data}).to_string()
 }
 
-fn invite_id(email: &str) -> InviteId {
+pub(super) fn invite_id(email: &str) -> InviteId {
     InviteId::for_email(POOL, &EmailAddress::parse(email).unwrap())
 }
 
 /// The password in the newest mail to `email`.
-fn mailed_password(w: &World, email: &str) -> String {
+pub(super) fn mailed_password(w: &World, email: &str) -> String {
     let mail = w.mailer.sent_to(email).pop().expect("a mail");
     mail.text
         .lines()
@@ -43,7 +43,7 @@ fn mailed_password(w: &World, email: &str) -> String {
         .to_string()
 }
 
-fn ack(outcome: &'static str) -> Disposition {
+pub(super) fn ack(outcome: &'static str) -> Disposition {
     Disposition::Ack { outcome }
 }
 

@@ -6,6 +6,8 @@ pub mod handler;
 mod handler_tests;
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(test)]
+mod replay_tests;
 pub mod template_composer;
 #[cfg(test)]
 mod test_world;

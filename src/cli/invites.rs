@@ -163,7 +163,7 @@ pub fn render_invite(i: &Invite) -> String {
     out.push_str("history\n");
     for h in &i.history {
         out.push_str(&format!(
-            "  {}  {:>8} -> {:<8}  {:<22} {}{}\n",
+            "  {}  {:>8} -> {:<8}  {:<22} {}{}{}\n",
             ts(h.at),
             h.from.map(|s| s.as_str()).unwrap_or("-"),
             h.to.as_str(),
@@ -172,10 +172,19 @@ pub fn render_invite(i: &Invite) -> String {
             h.reason
                 .as_ref()
                 .map(|r| format!("  ({r})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            h.replay.as_ref().map(replay_note).unwrap_or_default()
         ));
     }
     out
+}
+
+/// How a history line says it came from `dlq replay`.
+fn replay_note(r: &crate::domain::Replay) -> String {
+    match &r.original_message_id {
+        Some(id) => format!("  [replay {} of message {id}]", r.number),
+        None => format!("  [replay {}]", r.number),
+    }
 }
 
 pub fn render_table(invites: &[Invite]) -> String {

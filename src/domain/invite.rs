@@ -130,6 +130,20 @@ pub struct HistoryEntry {
     pub event_type: String,
     pub reason: Option<String>,
     pub generation: u32,
+    /// Set when the event came back through `dlq replay`: which replay of which message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Replay>,
+}
+
+/// An operator's replay of a dead letter (`dlq replay`), from the lineage attributes of the copy:
+/// a deliberate decision to try an event again. See docs/lifecycle.md, "Replay".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replay {
+    /// 1 for the first replay of a message, then counting up.
+    pub number: u32,
+    /// The id of the message that started it all (kept across replays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_message_id: Option<String>,
 }
 
 /// A claim on the record while side effects run, so two deliveries of one message (or a worker
@@ -202,6 +216,14 @@ impl Invite {
                 .history
                 .iter()
                 .any(|h| h.event_id.as_deref() == Some(event_id))
+    }
+
+    /// Whether this replay of `event_id` already left a mark (a redelivery of the replay copy).
+    pub fn has_seen_replay(&self, event_id: &str, replay: &Replay) -> bool {
+        self.history.iter().any(|h| {
+            h.event_id.as_deref() == Some(event_id)
+                && h.replay.as_ref().is_some_and(|r| r.number == replay.number)
+        })
     }
 
     pub fn push_history(&mut self, entry: HistoryEntry) {

@@ -12,7 +12,7 @@ pub mod text;
 
 pub use email::EmailAddress;
 pub use event::{DecodeError, EventBody, InboundEvent, InviteRef, InviteRequest};
-pub use invite::{HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease};
+pub use invite::{HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay};
 pub use password::{PasswordPolicy, TemporaryPassword};
 pub use pool::PoolProfile;
 pub use state::{Effect, Outcome, Trigger};

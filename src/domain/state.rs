@@ -19,6 +19,12 @@
 //!
 //! `reminder_due` (cleanup, before expiry): `sent` -> `sent` with a fresh password and the
 //! reminder email; a note everywhere else.
+//!
+//! `replayed`: an operator replayed (`dlq replay`) a request or resend this invite has already
+//! seen: a deliberate decision to try again. It re-opens only a `failed` invite, resumes a
+//! `pending` one, and is a note everywhere else (an invite sent, accepted, revoked or expired
+//! since stays as it is). A plain redelivery of the same event stays a no-op (decided before
+//! this table), and so does a second delivery of the same replay.
 
 use super::invite::InviteStatus;
 
@@ -43,6 +49,8 @@ pub enum Trigger {
     ExpiryReached,
     /// Cleanup found the invite close to its expiry, not yet reminded in this generation.
     ReminderDue,
+    /// An operator replayed a request or resend whose id the invite has already seen.
+    Replayed,
 }
 
 impl Trigger {
@@ -57,6 +65,7 @@ impl Trigger {
             Trigger::Accepted => "accepted",
             Trigger::ExpiryReached => "expiry_reached",
             Trigger::ReminderDue => "reminder_due",
+            Trigger::Replayed => "replayed",
         }
     }
 }
@@ -129,6 +138,18 @@ pub fn decide(current: Option<InviteStatus>, trigger: &Trigger) -> Outcome {
         },
         (Some(Pending), Trigger::ReminderDue) => Note {
             reason: "not_sent_yet",
+        },
+
+        (Some(Failed), Trigger::Replayed) => Transition {
+            to: Pending,
+            new_generation: true,
+            effects: open_work(),
+        },
+        (Some(Pending), Trigger::Replayed) => Resume {
+            effects: open_work(),
+        },
+        (Some(Sent), Trigger::Replayed) => Note {
+            reason: "already_sent",
         },
 
         (Some(Pending), Trigger::Requested | Trigger::Resend) => Resume {
@@ -221,6 +242,7 @@ mod tests {
             Trigger::Accepted,
             Trigger::ExpiryReached,
             Trigger::ReminderDue,
+            Trigger::Replayed,
         ]
     }
 
@@ -243,24 +265,30 @@ mod tests {
     #[rustfmt::skip]
     fn exhaustive_table() {
         // Columns in the order of `all_triggers`: requested, delivered, already_registered,
-        // delivery_failed, resend, revoke, accepted, expiry_reached, reminder_due.
-        let table: Vec<(Option<InviteStatus>, [&str; 9])> = vec![
+        // delivery_failed, resend, revoke, accepted, expiry_reached, reminder_due, replayed.
+        let table: Vec<(Option<InviteStatus>, [&str; 10])> = vec![
             (None, ["open pending", "note unknown_invite", "note unknown_invite", "note unknown_invite",
                     "note unknown_invite", "open revoked", "note unknown_invite", "note unknown_invite",
-                    "note unknown_invite"]),
+                    "note unknown_invite", "note unknown_invite"]),
             (Some(Pending), ["resume", "-> sent", "-> failed", "-> failed",
-                             "resume", "-> revoked", "-> accepted", "-> expired", "note not_sent_yet"]),
+                             "resume", "-> revoked", "-> accepted", "-> expired", "note not_sent_yet",
+                             "resume"]),
             (Some(Sent), ["note duplicate_request", "note already_sent", "note already_sent", "note already_sent",
-                          "-> sent", "-> revoked", "-> accepted", "-> expired", "-> sent"]),
+                          "-> sent", "-> revoked", "-> accepted", "-> expired", "-> sent",
+                          "note already_sent"]),
             (Some(Accepted), ["note already_accepted", "note already_accepted", "note already_accepted",
                               "note already_accepted", "refused already_accepted", "refused already_accepted",
-                              "note already_accepted", "note already_accepted", "note already_accepted"]),
+                              "note already_accepted", "note already_accepted", "note already_accepted",
+                              "note already_accepted"]),
             (Some(Revoked), ["open pending", "note revoked", "note revoked", "note revoked",
-                             "refused revoked", "note revoked", "note revoked", "note revoked", "note revoked"]),
+                             "refused revoked", "note revoked", "note revoked", "note revoked", "note revoked",
+                             "note revoked"]),
             (Some(Expired), ["open pending", "note expired", "note expired", "note expired",
-                             "open pending", "note expired", "-> accepted", "note expired", "note expired"]),
+                             "open pending", "note expired", "-> accepted", "note expired", "note expired",
+                             "note expired"]),
             (Some(Failed), ["open pending", "note failed", "note failed", "note failed",
-                            "open pending", "note failed", "note failed", "note failed", "note failed"]),
+                            "open pending", "note failed", "note failed", "note failed", "note failed",
+                            "open pending"]),
         ];
         for (from, row) in table {
             for (trigger, want) in all_triggers().iter().zip(row) {

@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 
 use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ChallengeNameType};
@@ -182,7 +183,12 @@ pub fn ses_mails_to(to: &str) -> Vec<String> {
 /// Raw MIME of every mail the SMTP sink wrote for `to`.
 pub fn smtp_mails_to(to: &str) -> Vec<String> {
     let dir = std::env::var("INVITE_TEST_MAIL_DIR").expect("INVITE_TEST_MAIL_DIR");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(Path::new(&dir))
+    smtp_mails_in(Path::new(&dir), to)
+}
+
+/// Raw MIME of every mail an SMTP sink wrote to `dir` for `to`.
+pub fn smtp_mails_in(dir: &Path, to: &str) -> Vec<String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     names.sort();
@@ -391,4 +397,91 @@ pub async fn dead_letters(
             (m.body().unwrap_or_default().to_string(), attrs)
         })
         .collect()
+}
+
+/// The binary, configured for this test's resources.
+pub fn cli(settings: &Settings, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_invite-worker"))
+        .args(args)
+        .env("INVITE_WORKER_STATE", "/nonexistent/bootstrap.toml")
+        .env("INVITE_WORKER__QUEUE__URL", &settings.queue.url)
+        .env("INVITE_WORKER__QUEUE__DLQ_URL", &settings.queue.dlq_url)
+        .env(
+            "INVITE_WORKER__COGNITO__USER_POOL_ID",
+            &settings.cognito.user_pool_id,
+        )
+        .env("INVITE_WORKER__TABLE__NAME", &settings.table.name)
+        .env("INVITE_WORKER__LOG__LEVEL", "warn")
+        .output()
+        .expect("run invite-worker");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// A private SMTP sink (`scripts/smtp_sink.py`) on a free port with its own mail directory,
+/// stopped when dropped. Its rejection mode plays a relay that refuses a domain for a while.
+/// Needs the stack's Python (`INVITE_TEST_PYTHON`, set by `scripts/local-stack.sh env`).
+pub struct SmtpSink {
+    child: std::process::Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    pub fn start() -> Self {
+        let python = std::env::var("INVITE_TEST_PYTHON").expect(
+            "INVITE_TEST_PYTHON (the local stack's python with aiosmtpd; eval \"$(scripts/local-stack.sh env)\")",
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/smtp_sink.py");
+        let child = Command::new(&python)
+            .arg(script)
+            .args(["--port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {python} scripts/smtp_sink.py: {e}"));
+        let sink = Self { child, port, dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return sink;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("scripts/smtp_sink.py did not listen on port {port}");
+    }
+
+    fn flag(&self, domain: &str) -> PathBuf {
+        self.dir.path().join(format!("reject-{domain}"))
+    }
+
+    /// The relay starts refusing every recipient at `domain` (550).
+    pub fn reject(&self, domain: &str) {
+        std::fs::write(self.flag(domain), b"").expect("write the reject flag");
+    }
+
+    /// The relay is fixed: `domain` is accepted again.
+    pub fn accept(&self, domain: &str) {
+        std::fs::remove_file(self.flag(domain)).expect("remove the reject flag");
+    }
+
+    /// Raw MIME of every mail this sink accepted for `to`.
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        smtp_mails_in(self.dir.path(), to)
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

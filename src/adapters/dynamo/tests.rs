@@ -76,6 +76,10 @@ fn invite(status: InviteStatus) -> Invite {
             event_type: "invite.requested".into(),
             reason: None,
             generation: 2,
+            replay: Some(crate::domain::Replay {
+                number: 2,
+                original_message_id: Some("msg-1".into()),
+            }),
         }],
         version: u64::MAX - 1,
         lease: Some(Lease {

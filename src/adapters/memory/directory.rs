@@ -21,7 +21,7 @@ pub struct FakeUser {
 
 #[derive(Debug)]
 pub struct MemoryDirectory {
-    profile: PoolProfile,
+    profile: Mutex<PoolProfile>,
     users: Mutex<HashMap<String, FakeUser>>,
     groups: Mutex<Vec<String>>,
     created: Mutex<u64>,
@@ -35,12 +35,22 @@ fn rejected(op: &'static str, code: &str, msg: impl Into<String>) -> DownstreamE
 impl MemoryDirectory {
     pub fn new(profile: PoolProfile) -> Self {
         Self {
-            profile,
+            profile: Mutex::new(profile),
             users: Mutex::default(),
             groups: Mutex::new(vec!["employees".into(), "contractors".into()]),
             created: Mutex::new(0),
             faults: Faults::default(),
         }
+    }
+
+    /// What an administrator does to the pool: add a custom attribute, raise the password
+    /// policy. Takes effect at once, as in Cognito.
+    pub fn change_pool(&self, change: impl FnOnce(&mut PoolProfile)) {
+        change(&mut self.profile.lock().expect("dir lock"));
+    }
+
+    fn profile(&self) -> PoolProfile {
+        self.profile.lock().expect("dir lock").clone()
     }
 
     pub fn user(&self, username: &str) -> Option<FakeUser> {
@@ -80,24 +90,21 @@ impl Directory for MemoryDirectory {
         self.faults
             .before(Service::Cognito, "DescribeUserPool")
             .await?;
-        Ok(self.profile.clone())
+        Ok(self.profile())
     }
 
     async fn create_user(&self, user: &NewUser<'_>) -> Result<CreateOutcome, DownstreamError> {
         const OP: &str = "AdminCreateUser";
         self.faults.before(Service::Cognito, OP).await?;
-        satisfies(
-            &self.profile.password_policy,
-            user.temporary_password.expose(),
-        )
-        .map_err(|why| {
+        let profile = self.profile();
+        satisfies(&profile.password_policy, user.temporary_password.expose()).map_err(|why| {
             rejected(
                 OP,
                 "invalid_password",
                 format!("Password does not conform to policy: {why}"),
             )
         })?;
-        self.profile
+        profile
             .check_attributes(user.attributes)
             .map_err(|e| rejected(OP, "invalid_parameter", e.to_string()))?;
         let mut users = self.users.lock().expect("dir lock");
@@ -144,7 +151,7 @@ impl Directory for MemoryDirectory {
     ) -> Result<(), DownstreamError> {
         const OP: &str = "AdminSetUserPassword";
         self.faults.before(Service::Cognito, OP).await?;
-        satisfies(&self.profile.password_policy, password.expose()).map_err(|why| {
+        satisfies(&self.profile().password_policy, password.expose()).map_err(|why| {
             rejected(
                 OP,
                 "invalid_password",

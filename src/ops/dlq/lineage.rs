@@ -17,6 +17,7 @@ use crate::adapters::sqs::{
     MAX_MESSAGE_ATTRIBUTES,
 };
 use crate::domain::event::decode;
+use crate::domain::Replay;
 use crate::ops::dlq::{ATTR_REPLAYED_AT, ATTR_REPLAY_COUNT};
 use crate::ports::QueueMessage;
 
@@ -64,6 +65,26 @@ pub fn replay_count(m: &QueueMessage) -> u32 {
         .and_then(|c| c.parse::<u32>().ok())
         .unwrap_or(0)
         .saturating_add(1)
+}
+
+/// The longest original message id a replay mark keeps (SQS ids have 36 characters; the
+/// attribute may come from anyone who can send to the queue).
+const MAX_ORIGINAL_ID_CHARS: usize = 128;
+
+/// What the worker reads from a message about a replay: `None` unless the message carries a
+/// replay count of at least 1 (a copy sent by `dlq replay`). The handler re-opens a `failed`
+/// invite for it; see docs/lifecycle.md ("Replay") for why a forged attribute is harmless.
+pub fn replay_of(m: &QueueMessage) -> Option<Replay> {
+    let number = attribute(m, ATTR_REPLAY_COUNT)?
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)?;
+    Some(Replay {
+        number,
+        original_message_id: attribute(m, ATTR_ORIGINAL_MESSAGE_ID)
+            .map(|id| id.chars().take(MAX_ORIGINAL_ID_CHARS).collect()),
+    })
 }
 
 /// The copy's message attributes and the names of originals that did not fit.
@@ -260,6 +281,35 @@ mod tests {
         m.body = "garbage".into();
         let copy = replay_copy(&m, "https://default", NOW);
         assert_eq!(copy.message.group_id.as_deref(), Some(DEFAULT_GROUP_ID));
+    }
+
+    #[test]
+    fn the_worker_reads_the_replay_mark_of_a_copy_and_nothing_from_other_messages() {
+        let copy = replay_copy(&diagnosed(&[]), "https://default", NOW);
+        let received = QueueMessage {
+            attributes: copy.message.attributes.clone(),
+            ..dead_letter(&[])
+        };
+        assert_eq!(
+            replay_of(&received),
+            Some(Replay {
+                number: 1,
+                original_message_id: Some("first-msg".into()),
+            })
+        );
+        for count in ["0", "-1", "x", "", "-"] {
+            let m = dead_letter(&[(ATTR_REPLAY_COUNT, count)]);
+            assert_eq!(replay_of(&m), None, "{count:?}");
+        }
+        assert_eq!(replay_of(&dead_letter(&[("trace_id", "t")])), None);
+        let long = "m".repeat(1000);
+        let m = dead_letter(&[(ATTR_REPLAY_COUNT, "2"), (ATTR_ORIGINAL_MESSAGE_ID, &long)]);
+        let mark = replay_of(&m).unwrap();
+        assert_eq!(mark.number, 2);
+        assert_eq!(
+            mark.original_message_id.unwrap().len(),
+            MAX_ORIGINAL_ID_CHARS
+        );
     }
 
     #[test]
