@@ -104,9 +104,25 @@ pub fn needs_for_run(settings: &Settings) -> Vec<Need> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetupProblem {
     pub line: String,
-    /// Retrying without a fix is pointless (missing resource, access denied, no credentials);
-    /// false for an endpoint that does not answer, which may be an outage.
-    pub permanent: bool,
+    pub kind: ProblemKind,
+}
+
+/// What kind of problem: it decides whether a command stops, and its exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Retrying without a fix is pointless: a missing resource, access denied, no credentials.
+    Setup,
+    /// The endpoint does not answer: a wrong `AWS_ENDPOINT_URL`, or the network.
+    Unreachable,
+    /// AWS answered, but throttled or failed (5xx, timeout): an outage, which the worker's
+    /// retries and circuit breakers handle. It never stops a command before it starts.
+    Outage,
+}
+
+impl SetupProblem {
+    pub fn is_permanent(&self) -> bool {
+        self.kind == ProblemKind::Setup
+    }
 }
 
 impl fmt::Display for SetupProblem {
@@ -129,7 +145,7 @@ impl SetupFailure {
     }
 
     pub fn is_permanent(&self) -> bool {
-        self.problems.iter().any(|p| p.permanent)
+        self.problems.iter().any(SetupProblem::is_permanent)
     }
 
     /// 2: the setup is wrong; 1: AWS could not be reached (maybe an outage).
@@ -163,7 +179,7 @@ pub fn explain(
     let region = target.region();
     let permanent = |line: String| SetupProblem {
         line,
-        permanent: true,
+        kind: ProblemKind::Setup,
     };
     match err.setup {
         Some(SetupCause::NoCredentials) => permanent(
@@ -179,7 +195,7 @@ pub fn explain(
                     .unwrap_or_else(|| format!("its {region} endpoint")),
                 unreachable_reason(&err.message),
             ),
-            permanent: false,
+            kind: ProblemKind::Unreachable,
         },
         Some(SetupCause::AccessDenied) => permanent(format!(
             "access denied to {resource} in {region} ({}): grant the worker's role the actions in deploy/cloudformation.yaml (WorkerPolicy), or check AWS_PROFILE and the credentials",
@@ -194,7 +210,10 @@ pub fn explain(
         )),
         None => SetupProblem {
             line: format!("{resource}: {}", err.message),
-            permanent: !err.is_transient(),
+            kind: match err.is_transient() {
+                true => ProblemKind::Outage,
+                false => ProblemKind::Setup,
+            },
         },
     }
 }
@@ -271,27 +290,45 @@ pub async fn preflight(
             problems: vec![SetupProblem {
                 line: "no AWS region: set AWS_REGION, or a region in the AWS_PROFILE's profile"
                     .into(),
-                permanent: true,
+                kind: ProblemKind::Setup,
             }],
         });
     }
-    let mut problems: Vec<SetupProblem> = Vec::new();
-    for finding in check(probe, settings, target, needs).await {
-        if let Err(p) = finding.result {
-            if !problems.contains(&p) {
-                problems.push(p);
-            }
-        }
-    }
-    // When nothing answers, one line says it: the rest would repeat it per resource.
-    if problems.iter().all(|p| !p.permanent) {
-        problems.truncate(1);
-    }
+    let problems = problems_that_stop(check(probe, settings, target, needs).await);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(SetupFailure { problems })
     }
+}
+
+/// The problems that stop a command before it starts, each said once.
+fn problems_that_stop(findings: Vec<Finding>) -> Vec<SetupProblem> {
+    let checked = findings.len();
+    let unreachable = findings
+        .iter()
+        .filter(|f| matches!(&f.result, Err(p) if p.kind == ProblemKind::Unreachable))
+        .count();
+    let mut problems: Vec<SetupProblem> = Vec::new();
+    for p in findings.into_iter().filter_map(|f| f.result.err()) {
+        let stops = match p.kind {
+            ProblemKind::Setup => true,
+            // Nothing answering is a wrong endpoint or no network; one service not answering
+            // while the others do is that service's outage.
+            ProblemKind::Unreachable => unreachable == checked,
+            ProblemKind::Outage => false,
+        };
+        if !stops {
+            tracing::warn!(problem = %p, "start-up check: an outage, not a setup problem; going on");
+        } else if !problems.contains(&p) {
+            problems.push(p);
+        }
+    }
+    // When nothing answers, one line says it: the rest would repeat it per resource.
+    if problems.iter().all(|p| !p.is_permanent()) {
+        problems.truncate(1);
+    }
+    problems
 }
 
 async fn check_one(
@@ -380,7 +417,7 @@ fn not_configured(need: Need) -> SetupProblem {
         line: format!(
             "{key} is not set: run `invite-worker bootstrap`, or set it in config/ or with {env}"
         ),
-        permanent: true,
+        kind: ProblemKind::Setup,
     }
 }
 
@@ -390,7 +427,7 @@ fn unverified(sender: &str, target: &AwsTarget) -> SetupProblem {
             "SES sender identity {sender} is not verified in {}: SES rejects every invitation until it is; finish the verification (DNS records or the confirmation email) or set email.from to a verified address",
             target.region()
         ),
-        permanent: true,
+        kind: ProblemKind::Setup,
     }
 }
 
@@ -440,8 +477,45 @@ mod tests {
             let p = explain(need, &err(cause, message), &s, &t);
             assert!(p.line.starts_with(expected), "{cause:?}: {}", p.line);
             assert!(!p.line.contains('\n'), "{}", p.line);
-            assert_eq!(p.permanent, permanent, "{cause:?}");
+            assert_eq!(p.is_permanent(), permanent, "{cause:?}");
         }
+    }
+
+    #[test]
+    fn only_a_setup_problem_or_nothing_answering_stops_a_command() {
+        let finding = |need, kind: Option<ProblemKind>| Finding {
+            need,
+            result: match kind {
+                None => Ok("fine".into()),
+                Some(kind) => Err(SetupProblem {
+                    line: format!("{need:?} {kind:?}"),
+                    kind,
+                }),
+            },
+            warnings: vec![],
+        };
+        use ProblemKind::*;
+        // Cognito throttled or down, the rest fine: an outage; the worker goes on.
+        let outage = vec![
+            finding(Need::Queue, None),
+            finding(Need::Pool, Some(Outage)),
+            finding(Need::Sender, Some(Unreachable)),
+        ];
+        assert_eq!(problems_that_stop(outage), vec![]);
+        // Nothing answers: one line.
+        let nothing = vec![
+            finding(Need::Queue, Some(Unreachable)),
+            finding(Need::Table, Some(Unreachable)),
+        ];
+        let stop = problems_that_stop(nothing);
+        assert_eq!(stop.len(), 1);
+        assert_eq!(stop[0].line, "Queue Unreachable");
+        // A missing table stops it whatever else happens.
+        let missing = vec![
+            finding(Need::Table, Some(Setup)),
+            finding(Need::Pool, Some(Outage)),
+        ];
+        assert_eq!(problems_that_stop(missing).len(), 1);
     }
 
     #[test]
@@ -458,20 +532,20 @@ mod tests {
 
     #[test]
     fn a_failure_exits_2_when_the_setup_is_wrong_and_1_when_aws_is_unreachable() {
-        let p = |permanent| SetupProblem {
+        let p = |kind| SetupProblem {
             line: "x".into(),
-            permanent,
+            kind,
         };
         assert_eq!(
             SetupFailure {
-                problems: vec![p(false)]
+                problems: vec![p(ProblemKind::Unreachable)]
             }
             .exit_status(),
             1
         );
         assert_eq!(
             SetupFailure {
-                problems: vec![p(false), p(true)]
+                problems: vec![p(ProblemKind::Unreachable), p(ProblemKind::Setup)]
             }
             .exit_status(),
             2

@@ -25,7 +25,7 @@ use crate::mail::templates::Templates;
 use crate::observe::Observer;
 use crate::ops::queue::SqsOps;
 use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, SystemClock};
-use crate::setup::{self, AwsTarget, Finding, Need, SetupFailure, SetupProblem};
+use crate::setup::{self, AwsTarget, Finding, Need, ProblemKind, SetupFailure, SetupProblem};
 
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -95,7 +95,7 @@ pub fn require(settings: &Settings, needs_queue: bool) -> anyhow::Result<()> {
             line: format!(
                 "{key} is not set: run `invite-worker bootstrap`, or set it in config/ or with {env}"
             ),
-            permanent: true,
+            kind: ProblemKind::Setup,
         }],
     }
     };
