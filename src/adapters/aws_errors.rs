@@ -67,8 +67,10 @@ pub fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    // The whole chain, with the SDK's debug rendering, is for the debug log only.
-    tracing::debug!(%service, operation, error = %chain(err), "AWS call failed");
+    // The whole chain, with the SDK's debug rendering, is for the debug log only (addresses
+    // masked, as in every other line).
+    let full = crate::domain::email::mask_emails_in(&chain(err));
+    tracing::debug!(%service, operation, error = %full, "AWS call failed");
     let (kind, message) = match err {
         SdkError::TimeoutError(_) => (ErrorKind::Timeout, "timed out".to_string()),
         SdkError::DispatchFailure(_) if mentions_credentials(err) => (
