@@ -383,10 +383,15 @@ async fn check_one(
             let sender = sender_address(&settings.email.from);
             match probe.sender_verified(&sender).await {
                 Ok(true) => {
-                    if probe.ses_access().await == SesAccess::Sandbox {
-                        warnings.push("the SES account is in the sandbox: it sends only to verified addresses; request production access in the SES console".into());
-                    }
-                    Ok(format!("{sender} (verified)"))
+                    let account = match probe.ses_access().await {
+                        SesAccess::Production => "production access",
+                        SesAccess::Sandbox => {
+                            warnings.push("the SES account is in the sandbox: it sends only to verified addresses; request production access in the SES console".into());
+                            "in the sandbox"
+                        }
+                        SesAccess::Unknown => "sandbox status unknown: GetAccount unavailable here",
+                    };
+                    Ok(format!("{sender} (verified; SES account {account})"))
                 }
                 Ok(false) => Err(unverified(&sender, target)),
                 Err(e) => Err(explain(e)),
