@@ -65,6 +65,14 @@ pub struct WorkerSettings {
     pub lease_seconds: u64,
     /// With `--until-idle`: consecutive empty receives before exiting.
     pub idle_polls: u32,
+    /// `run` with a broken setup (a missing queue, table or pool, access denied, no credentials):
+    /// how long it stays up, not ready and logging the fix, before it exits with status 2.
+    #[serde(default = "default_setup_grace_seconds")]
+    pub setup_grace_seconds: u64,
+}
+
+fn default_setup_grace_seconds() -> u64 {
+    60
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -418,8 +426,8 @@ impl Settings {
 }
 
 fn toml_string(settings: &Settings) -> String {
-    // The config crate reads TOML but does not write it; JSON is a fine, exact stand-in.
-    serde_json::to_string_pretty(settings).unwrap_or_default()
+    // TOML, the format people write the files in.
+    toml::to_string(settings).unwrap_or_else(|e| format!("# cannot print as TOML: {e}"))
 }
 
 /// Writes `key = "value"` pairs under `[section]` headers, merging with an existing state file.

@@ -55,6 +55,29 @@ pub struct DownstreamError {
     /// The service's own words (never a secret: adapters build it from error codes and messages,
     /// never from request parameters).
     pub message: String,
+    /// When the cause is the caller's own setup rather than the request: what an operator fixes.
+    pub setup: Option<SetupCause>,
+}
+
+/// A failure caused by the worker's setup (credentials, endpoint, a missing resource), as the
+/// SDK error showed it. [`crate::setup`] turns it into one line naming the resource and the fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetupCause {
+    /// The credential chain found no credentials at all.
+    NoCredentials,
+    /// The endpoint did not answer (connection refused, DNS, TLS): an outage or a wrong endpoint.
+    Unreachable,
+    /// Access denied, unknown key, bad signature: credentials or IAM policy.
+    AccessDenied,
+    /// The queue, table, pool or identity named does not exist (in this region).
+    NotFound,
+}
+
+impl SetupCause {
+    /// Whether retrying without an operator's fix is pointless.
+    pub fn is_permanent(self) -> bool {
+        !matches!(self, SetupCause::Unreachable)
+    }
 }
 
 impl DownstreamError {
@@ -72,7 +95,20 @@ impl DownstreamError {
             operation,
             kind,
             message,
+            setup: None,
         }
+    }
+
+    /// The same error, marked as caused by the setup.
+    pub fn with_setup(mut self, cause: Option<SetupCause>) -> Self {
+        self.setup = cause;
+        self
+    }
+
+    /// A permanent setup problem (missing resource, access denied, no credentials): retrying
+    /// without a fix is pointless, and it is the worker's configuration, not any message's fault.
+    pub fn is_setup_problem(&self) -> bool {
+        self.setup.is_some_and(SetupCause::is_permanent)
     }
 
     pub fn is_transient(&self) -> bool {

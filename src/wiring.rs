@@ -11,6 +11,7 @@ use crate::adapters::cognito::CognitoDirectory;
 use crate::adapters::dynamo::DynamoInviteStore;
 use crate::adapters::instrumented::{InstrumentedDirectory, InstrumentedMailer, InstrumentedStore};
 use crate::adapters::limited::{RateLimitedDirectory, RateLimitedMailer};
+use crate::adapters::probe::AwsProbe;
 use crate::adapters::profile_cache::ProfileCachingDirectory;
 use crate::adapters::ses::SesMailer;
 use crate::adapters::smtp::SmtpMailer;
@@ -22,7 +23,9 @@ use crate::config::{Settings, Transport};
 use crate::error::Service;
 use crate::mail::templates::Templates;
 use crate::observe::Observer;
+use crate::ops::queue::SqsOps;
 use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, SystemClock};
+use crate::setup::{self, AwsTarget, Finding, Need, ProblemKind, SetupFailure, SetupProblem};
 
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -31,6 +34,45 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await
+}
+
+/// The read-only checks of the setup, on the same SDK configuration.
+pub fn probe(sdk: &SdkConfig) -> AwsProbe {
+    AwsProbe::new(sdk)
+}
+
+/// Checks the resources a command needs before it does any work: `Err` holds one readable line
+/// per problem (see [`crate::setup`]).
+pub async fn preflight(
+    settings: &Settings,
+    sdk: &SdkConfig,
+    needs: &[Need],
+) -> Result<(), SetupFailure> {
+    setup::preflight(&probe(sdk), settings, &AwsTarget::of(sdk), needs).await
+}
+
+/// What `config check` prints: each resource in `needs`, checked.
+pub async fn check_setup(settings: &Settings, sdk: &SdkConfig, needs: &[Need]) -> Vec<Finding> {
+    setup::check(&probe(sdk), settings, &AwsTarget::of(sdk), needs).await
+}
+
+/// The invite table alone (for `invites show|list`).
+pub fn invite_store(settings: &Settings, sdk: &SdkConfig) -> DynamoInviteStore {
+    DynamoInviteStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        settings.table.name.clone(),
+        settings.table.open_index_shards,
+    )
+}
+
+/// The queue calls of the operator tools (`dlq`, `enqueue`), on any queue URL.
+pub fn ops_queue(sdk: &SdkConfig) -> SqsOps {
+    let client = aws_sdk_sqs::Client::new(sdk);
+    // The adapter's own queue URLs are not used: every call of the tools names its queue.
+    SqsOps::new(
+        SqsQueue::new(client.clone(), "", "", WORKER_VERSION),
+        client,
+    )
 }
 
 pub struct Components {
@@ -48,21 +90,27 @@ pub struct Components {
 /// Checks that the settings name the resources a command needs.
 pub fn require(settings: &Settings, needs_queue: bool) -> anyhow::Result<()> {
     let missing = |key: &str, env: &str| {
-        format!(
-            "{key} is not set: run `invite-worker bootstrap`, or set it in config/ or with {env}"
-        )
+        SetupFailure {
+        problems: vec![SetupProblem {
+            line: format!(
+                "{key} is not set: run `invite-worker bootstrap`, or set it in config/ or with {env}"
+            ),
+            kind: ProblemKind::Setup,
+        }],
+    }
     };
     if settings.cognito.user_pool_id.is_empty() {
-        bail!(missing(
+        return Err(missing(
             "cognito.user_pool_id",
-            "INVITE_WORKER__COGNITO__USER_POOL_ID"
-        ));
+            "INVITE_WORKER__COGNITO__USER_POOL_ID",
+        )
+        .into());
     }
     if needs_queue && settings.queue.url.is_empty() {
-        bail!(missing("queue.url", "INVITE_WORKER__QUEUE__URL"));
+        return Err(missing("queue.url", "INVITE_WORKER__QUEUE__URL").into());
     }
     if needs_queue && settings.queue.dlq_url.is_empty() {
-        bail!(missing("queue.dlq_url", "INVITE_WORKER__QUEUE__DLQ_URL"));
+        return Err(missing("queue.dlq_url", "INVITE_WORKER__QUEUE__DLQ_URL").into());
     }
     Ok(())
 }
@@ -109,11 +157,7 @@ pub async fn build_with_clock(
     let composer = Arc::new(TemplateComposer::new(templates, &settings.email));
     let observer = Arc::new(Observer::from_settings(&settings));
 
-    let store = Arc::new(DynamoInviteStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        settings.table.name.clone(),
-        settings.table.open_index_shards,
-    ));
+    let store = Arc::new(invite_store(&settings, &sdk));
     let cognito = CognitoDirectory::new(
         aws_sdk_cognitoidentityprovider::Client::new(&sdk),
         settings.cognito.user_pool_id.clone(),

@@ -22,7 +22,7 @@ use support::*;
 const MISSING_POOL: &str = "us-east-1_doesnotexist";
 
 async fn ops() -> SqsOps {
-    SqsOps::new(aws_sdk_sqs::Client::new(&wiring::sdk_config().await))
+    wiring::ops_queue(&wiring::sdk_config().await)
 }
 
 fn scan_options() -> ScanOptions {

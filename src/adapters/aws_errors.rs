@@ -9,7 +9,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::error::{DownstreamError, ErrorKind, Service};
+use crate::error::{DownstreamError, ErrorKind, Service, SetupCause};
 
 const THROTTLING: &[&str] = &[
     "Throttling",
@@ -67,22 +67,30 @@ pub fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    // The whole chain, with the SDK's debug rendering, is for the debug log only (addresses
+    // masked, as in every other line).
+    let full = crate::domain::email::mask_emails_in(&chain(err));
+    tracing::debug!(%service, operation, error = %full, "AWS call failed");
     let (kind, message) = match err {
         SdkError::TimeoutError(_) => (ErrorKind::Timeout, "timed out".to_string()),
+        SdkError::DispatchFailure(_) if mentions_credentials(err) => (
+            ErrorKind::Unavailable,
+            format!("no usable AWS credentials: {}", root_cause(err)),
+        ),
         SdkError::DispatchFailure(_) => (
             ErrorKind::Unavailable,
-            format!("could not reach the service: {}", chain(err)),
+            format!("could not reach the service: {}", root_cause(err)),
         ),
         SdkError::ConstructionFailure(_) => (
             ErrorKind::Unavailable,
             format!(
                 "could not build the request (credentials or configuration?): {}",
-                chain(err)
+                root_cause(err)
             ),
         ),
         SdkError::ResponseError(_) => (
             ErrorKind::Unavailable,
-            format!("unreadable response: {}", chain(err)),
+            format!("unreadable response: {}", root_cause(err)),
         ),
         SdkError::ServiceError(ctx) => {
             let code = ctx.err().code().unwrap_or("Unknown");
@@ -97,7 +105,7 @@ where
         }
         other => (
             ErrorKind::Unavailable,
-            format!("unexpected SDK error: {}", chain(other)),
+            format!("unexpected SDK error: {}", root_cause(other)),
         ),
     };
     let message = if matches!(kind, ErrorKind::Unavailable) && is_access(err) {
@@ -105,7 +113,67 @@ where
     } else {
         message
     };
-    DownstreamError::new(service, operation, kind, message)
+    DownstreamError::new(service, operation, kind, message).with_setup(setup_cause(err))
+}
+
+/// What the error says about the caller's setup, when it says anything.
+pub fn setup_cause<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, HttpResponse>,
+) -> Option<SetupCause> {
+    match err {
+        SdkError::DispatchFailure(_) if mentions_credentials(err) => {
+            Some(SetupCause::NoCredentials)
+        }
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_other() => Some(SetupCause::Unreachable),
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or("");
+            if ACCESS.contains(&code) || ctx.raw().status().as_u16() == 403 {
+                Some(SetupCause::AccessDenied)
+            } else if NOT_FOUND.contains(&code) {
+                Some(SetupCause::NotFound)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Codes that say the named resource (queue, table, pool, identity) does not exist.
+const NOT_FOUND: &[&str] = &[
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "ResourceNotFoundException",
+    "NotFoundException",
+];
+
+/// The credential chain failing shows up as a dispatch failure whose sources name credentials.
+fn mentions_credentials<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> bool {
+    sources(err).iter().any(|s| s.contains("credential"))
+}
+
+/// The Display text of the error and each of its sources (never their Debug form).
+fn sources<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        out.push(e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+/// The innermost useful words: `Connection refused (os error 111)`, not the wrapper chain. For
+/// the credential chain, its first line (the attempts follow on further lines).
+fn root_cause<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> String {
+    let all = sources(err);
+    let deepest = all
+        .iter()
+        .rev()
+        .map(|s| s.lines().next().unwrap_or("").trim())
+        .find(|s| !s.is_empty() && *s != "other" && *s != "io error")
+        .unwrap_or("unknown error");
+    deepest.to_string()
 }
 
 fn is_access<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {

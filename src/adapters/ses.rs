@@ -73,7 +73,7 @@ impl Mailer for SesMailer {
 
 /// The address in `from` (`Name <address>` or a bare address), which names the verified
 /// identity; the display name travels in the raw message's `From` header.
-fn sender_address(from: &str) -> String {
+pub fn sender_address(from: &str) -> String {
     from.parse::<Mailbox>()
         .map(|m| m.email.to_string())
         .unwrap_or_else(|_| from.trim().to_string())

@@ -13,7 +13,7 @@ use crate::ops::dlq::{
     self, DeadLetterView, DlqError, Filters, ListOptions, PurgeOptions, ReplayOptions,
     ReplayOutcome, ScanOptions,
 };
-use crate::ops::queue::SqsOps;
+use crate::setup::Need;
 use crate::wiring;
 
 #[derive(Subcommand, Debug)]
@@ -74,7 +74,9 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
     if settings.queue.dlq_url.is_empty() {
         bail!("queue.dlq_url is not set: run `invite-worker bootstrap`, or set it in config/ or with INVITE_WORKER__QUEUE__DLQ_URL");
     }
-    let sqs = SqsOps::new(aws_sdk_sqs::Client::new(&wiring::sdk_config().await));
+    let sdk = wiring::sdk_config().await;
+    wiring::preflight(&settings, &sdk, &[Need::DeadLetterQueue]).await?;
+    let sqs = wiring::ops_queue(&sdk);
     let dlq_url = settings.queue.dlq_url.as_str();
     match command {
         DlqCommand::List {

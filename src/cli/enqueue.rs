@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use crate::config::Settings;
 use crate::ops::enqueue::results::write_results;
 use crate::ops::enqueue::{self, prepare, read_file, EnqueueOptions, Format, Item, SingleInvite};
-use crate::ops::queue::SqsOps;
+use crate::setup::Need;
 use crate::wiring;
 
 #[derive(clap::Args, Debug)]
@@ -115,7 +115,9 @@ pub async fn enqueue(settings: Settings, mut args: EnqueueArgs) -> anyhow::Resul
     let report = if args.dry_run {
         plan.report
     } else {
-        let sqs = SqsOps::new(aws_sdk_sqs::Client::new(&wiring::sdk_config().await));
+        let sdk = wiring::sdk_config().await;
+        wiring::preflight(&settings, &sdk, &[Need::Queue]).await?;
+        let sqs = wiring::ops_queue(&sdk);
         enqueue::send(&sqs, &settings.queue.url, plan, options.backoff).await
     };
     for line in report.problems() {

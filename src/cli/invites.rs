@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::adapters::dynamo::DynamoInviteStore;
 use crate::config::Settings;
 use crate::domain::{EmailAddress, Invite, InviteId, InviteStatus};
 use crate::ports::InviteStore;
+use crate::setup::Need;
 use crate::wiring;
 
 #[derive(Subcommand, Debug)]
@@ -40,11 +40,8 @@ pub enum InvitesCommand {
 pub async fn invites(settings: Settings, command: InvitesCommand) -> anyhow::Result<ExitCode> {
     wiring::require(&settings, false)?;
     let sdk = wiring::sdk_config().await;
-    let store = DynamoInviteStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        settings.table.name.clone(),
-        settings.table.open_index_shards,
-    );
+    wiring::preflight(&settings, &sdk, &[Need::Table]).await?;
+    let store = wiring::invite_store(&settings, &sdk);
     match command {
         InvitesCommand::Show { target, json } => {
             let id = resolve(&settings.cognito.user_pool_id, &target)?;

@@ -12,6 +12,7 @@ use crate::lifecycle::cleanup::{cleanup as run_cleanup, CleanupOptions, CleanupR
 use crate::lifecycle::reconcile::{reconcile as run_reconcile, ReconcileOptions, ReconcileReport};
 use crate::lifecycle::{InviteLine, ShiftedClock, Tally};
 use crate::ports::{Clock, SystemClock};
+use crate::setup::Need;
 use crate::wiring;
 
 /// Exit status when some invite (or an index query) failed.
@@ -48,6 +49,7 @@ pub async fn cleanup(
         reminder_days: settings.invites.reminder_days_before_expiry,
     };
     let sdk = wiring::sdk_config().await;
+    wiring::preflight(&settings, &sdk, &[Need::Table, Need::Pool]).await?;
     let c = wiring::build_with_clock(settings, sdk, clock).await?;
     let report = run_cleanup(&c.service, &options).await;
     if json {
@@ -71,6 +73,7 @@ pub async fn reconcile(
         dry_run,
     };
     let sdk = wiring::sdk_config().await;
+    wiring::preflight(&settings, &sdk, &[Need::Table, Need::Pool]).await?;
     let c = wiring::build(settings, sdk).await?;
     let report = run_reconcile(&c.service, &options).await;
     if json {

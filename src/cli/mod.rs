@@ -138,6 +138,15 @@ pub async fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<crate::setup::SetupFailure>().is_some() => {
+            let failure = e
+                .downcast::<crate::setup::SetupFailure>()
+                .expect("checked above");
+            for line in failure.lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(failure.exit_status())
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -7,11 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::config::{ConfigSources, Settings};
 use crate::observe::http::HttpServer;
 use crate::observe::Health;
+use crate::setup::{self, AwsTarget, Need, SetupFailure};
 use crate::wiring;
 use crate::worker::runner::{Worker, WorkerOptions};
 
@@ -27,9 +28,19 @@ pub async fn run(settings: Settings, until_idle: bool, json: bool) -> anyhow::Re
         c.service.clone() as Arc<dyn crate::worker::MessageHandler>,
         options,
     );
+    // Up before the start-up check: /readyz answers not ready while the setup is wrong.
     let _http = start_http(&c, &worker).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let grace = match until_idle {
+        true => Duration::ZERO,
+        false => Duration::from_secs(c.settings.worker.setup_grace_seconds),
+    };
+    let needs = setup::needs_for_run(&c.settings);
+    check_setup_within(grace, &shutdown, || {
+        wiring::preflight(&c.settings, &c.sdk, &needs)
+    })
+    .await?;
     // Lifecycle events a publishing outage left in outboxes go out from here (every ~60 s).
     let relay_stop = shutdown.child_token();
     let relay = (!c.settings.events.outbound_queue_url.is_empty()).then(|| {
@@ -40,19 +51,80 @@ pub async fn run(settings: Settings, until_idle: bool, json: bool) -> anyhow::Re
         ))
     });
     info!(queue = %c.settings.queue.url, fifo = c.settings.queue_is_fifo(), "worker starting");
-    let summary = worker.run(shutdown).await;
+    let summary = worker.run(shutdown.clone()).await;
     relay_stop.cancel();
     if let Some(relay) = relay {
         let _ = relay.await;
     }
-    info!(?summary, "worker stopped");
+    info!(summary = %summary, "worker stopped");
     if json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!("{summary}");
     }
+    if let Some(e) = worker.setup_error() {
+        let problem = setup::explain(Need::Queue, &e, &c.settings, &AwsTarget::of(&c.sdk));
+        let failure = SetupFailure {
+            problems: vec![problem],
+        };
+        if !grace.is_zero() {
+            error!(
+                "{failure}; not ready; exiting in {}s unless stopped",
+                grace.as_secs()
+            );
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+        return Err(failure.into());
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Runs `check` until it passes, for at most `grace`: a broken setup is logged as an ERROR
+/// (again only when it changes) and rechecked every few seconds, so a fix made in time lets the
+/// worker start; when the grace ends (or at once when it is zero, or on SIGTERM) the last
+/// failure is returned, and the command exits with its status (2 setup, 1 unreachable).
+async fn check_setup_within<F, Fut>(
+    grace: Duration,
+    shutdown: &CancellationToken,
+    check: F,
+) -> Result<(), SetupFailure>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), SetupFailure>>,
+{
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut logged: Option<SetupFailure> = None;
+    loop {
+        let failure = match check().await {
+            Ok(()) => return Ok(()),
+            Err(failure) => failure,
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() || shutdown.is_cancelled() {
+            return Err(failure);
+        }
+        if logged.as_ref() != Some(&failure) {
+            for line in failure.lines() {
+                error!(
+                    "{line}; not ready; exiting with status {} in {}s unless fixed",
+                    failure.exit_status(),
+                    left.as_secs()
+                );
+            }
+            logged = Some(failure.clone());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(left.min(SETUP_RECHECK)) => {}
+            () = shutdown.cancelled() => return Err(failure),
+        }
+    }
+}
+
+/// How often a broken setup is checked again during the grace.
+const SETUP_RECHECK: Duration = Duration::from_secs(5);
 
 /// Serves /healthz, /readyz and /metrics on `http.listen` (none when it is empty) until the
 /// returned server is dropped.

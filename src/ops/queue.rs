@@ -57,9 +57,9 @@ pub struct SqsOps {
 }
 
 impl SqsOps {
-    pub fn new(client: Client) -> Self {
-        // The adapter's own queue URLs are not used: every call here names its queue.
-        let queue = SqsQueue::new(client.clone(), "", "", crate::wiring::WORKER_VERSION);
+    /// `queue`'s URL-explicit calls, and `client` for `ChangeMessageVisibility` (built together by
+    /// [`crate::wiring::ops_queue`]).
+    pub fn new(queue: SqsQueue, client: Client) -> Self {
         Self { queue, client }
     }
 }

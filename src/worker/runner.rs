@@ -217,6 +217,8 @@ pub struct Worker {
     options: Arc<WorkerOptions>,
     stats: Arc<WorkerStats>,
     slots: Arc<Semaphore>,
+    /// A receive error that no retry fixes (queue missing, access denied): why `run` stopped.
+    setup_error: Arc<Mutex<Option<crate::error::DownstreamError>>>,
 }
 
 impl fmt::Debug for Worker {
@@ -242,7 +244,13 @@ impl Worker {
             options: Arc::new(options),
             stats: Arc::new(WorkerStats::default()),
             slots,
+            setup_error: Arc::default(),
         }
+    }
+
+    /// Why the last [`Worker::run`] stopped on its own: a permanent setup error on receive.
+    pub fn setup_error(&self) -> Option<crate::error::DownstreamError> {
+        self.setup_error.lock().ok().and_then(|e| e.clone())
     }
 
     /// The live counters (cumulative over every run of this worker).
@@ -344,6 +352,16 @@ impl Worker {
                 () = shutdown.cancelled() => break,
             };
             match received {
+                Err(e) if e.is_setup_problem() => {
+                    // The queue's setup is wrong, not AWS down: backing off would hide it.
+                    self.stats.record_receive(false);
+                    WorkerStats::inc(&self.stats.receive_errors);
+                    tracing::error!(error = %e, "receive failed: the queue's setup is wrong; stopping");
+                    if let Ok(mut slot) = self.setup_error.lock() {
+                        *slot = Some(e);
+                    }
+                    break;
+                }
                 Err(e) => {
                     self.stats.record_receive(false);
                     WorkerStats::inc(&self.stats.receive_errors);

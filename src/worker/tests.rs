@@ -583,6 +583,24 @@ async fn receive_errors_back_off_and_never_stop_the_worker() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_queue_that_does_not_exist_stops_the_worker_at_once() {
+    let queue = Arc::new(MemoryQueue::standard());
+    queue.remove_queue();
+    let (worker, _) = worker(&queue, options());
+    let start = Instant::now();
+    // No until_idle and no shutdown: only the setup error can end this run.
+    let summary = worker.run(CancellationToken::new()).await;
+    assert_eq!(summary.receive_errors, 1);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    let error = worker.setup_error().expect("the reason it stopped");
+    assert_eq!(error.rejection_code(), Some("queue_not_found"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_pause_hook_holds_off_receiving() {
     let queue = Arc::new(MemoryQueue::standard());
     queue.push("m|ack");

@@ -63,6 +63,8 @@ struct State {
     dead_letters: Vec<(QueueMessage, DeadLetter)>,
     deleted: u64,
     faults: HashMap<QueueOp, u32>,
+    /// Every call fails as if the queue did not exist (a setup error, not an outage).
+    missing: bool,
     failing_delete_entries: u32,
     receive_requests: Vec<u8>,
     delete_batch_sizes: Vec<usize>,
@@ -120,6 +122,11 @@ impl MemoryQueue {
     /// Makes the next `times` calls of `op` fail with a transient (`Unavailable`) error.
     pub fn fail_next(&self, op: QueueOp, times: u32) {
         self.lock().faults.insert(op, times);
+    }
+
+    /// Makes every later call fail as SQS does for a queue that does not exist.
+    pub fn remove_queue(&self) {
+        self.lock().missing = true;
     }
 
     /// Makes the next `entries` delete entries fail with a receiver-side (retryable) failure.
@@ -248,6 +255,15 @@ impl MemoryQueue {
             tokio::time::sleep(self.latency).await;
         }
         let mut state = self.lock();
+        if state.missing {
+            return Err(DownstreamError::new(
+                Service::Sqs,
+                op.name(),
+                ErrorKind::Rejected("queue_not_found".into()),
+                "AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist.",
+            )
+            .with_setup(Some(crate::error::SetupCause::NotFound)));
+        }
         if let Some(left) = state.faults.get_mut(&op) {
             if *left > 0 {
                 *left -= 1;
