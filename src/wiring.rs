@@ -8,9 +8,11 @@ use anyhow::{bail, Context};
 use aws_config::SdkConfig;
 
 use crate::adapters::cognito::CognitoDirectory;
+use crate::adapters::dynamo::budget::DynamoRateBudget;
 use crate::adapters::dynamo::DynamoInviteStore;
 use crate::adapters::instrumented::{InstrumentedDirectory, InstrumentedMailer, InstrumentedStore};
 use crate::adapters::limited::{RateLimitedDirectory, RateLimitedMailer};
+use crate::adapters::no_throttle_retry::NoThrottleRetry;
 use crate::adapters::ses::SesMailer;
 use crate::adapters::smtp::SmtpMailer;
 use crate::adapters::sqs::SqsQueue;
@@ -21,7 +23,7 @@ use crate::config::{Settings, Transport};
 use crate::error::Service;
 use crate::mail::templates::Templates;
 use crate::observe::Observer;
-use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, SystemClock};
+use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, RateBudget, SystemClock};
 
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -113,26 +115,40 @@ pub async fn build_with_clock(
         settings.table.name.clone(),
         settings.table.open_index_shards,
     ));
-    let cognito = CognitoDirectory::new(
-        aws_sdk_cognitoidentityprovider::Client::new(&sdk),
-        settings.cognito.user_pool_id.clone(),
+    // The fleet's rate budgets live in the invite table: every worker on it shares them.
+    let budget: Arc<dyn RateBudget> = Arc::new(DynamoRateBudget::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        settings.table.name.clone(),
+    ));
+    // Throttling answers go back to the rate limiters, which retry them within the budget.
+    let cognito_client = aws_sdk_cognitoidentityprovider::Client::from_conf(
+        aws_sdk_cognitoidentityprovider::config::Builder::from(&sdk)
+            .retry_classifier(NoThrottleRetry)
+            .build(),
     );
+    let cognito = CognitoDirectory::new(cognito_client, settings.cognito.user_pool_id.clone());
     // Instrumented inside the rate limiters: durations leave out the wait for a token.
     let directory: Arc<dyn Directory> = Arc::new(RateLimitedDirectory::from_settings(
         InstrumentedDirectory::new(cognito, observer.clone()),
         &settings.cognito,
+        budget.clone(),
     ));
     let mailer: Arc<dyn Mailer> = match settings.email.transport {
         Transport::Ses => Arc::new(RateLimitedMailer::from_settings(
             InstrumentedMailer::new(
                 SesMailer::new(
-                    aws_sdk_sesv2::Client::new(&sdk),
+                    aws_sdk_sesv2::Client::from_conf(
+                        aws_sdk_sesv2::config::Builder::from(&sdk)
+                            .retry_classifier(NoThrottleRetry)
+                            .build(),
+                    ),
                     settings.email.ses.configuration_set.clone(),
                 ),
                 Service::Ses,
                 observer.clone(),
             ),
             &settings.email,
+            budget,
         )),
         Transport::Smtp => Arc::new(RateLimitedMailer::from_settings(
             InstrumentedMailer::new(
@@ -141,6 +157,7 @@ pub async fn build_with_clock(
                 observer.clone(),
             ),
             &settings.email,
+            budget,
         )),
     };
     let observed_store: Arc<dyn InviteStore> =

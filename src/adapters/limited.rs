@@ -1,42 +1,119 @@
 //! Rate-limited decorators: each implements the same port as the adapter it wraps, waiting for
-//! a token before every call, so the whole process stays under a service's quota however many
-//! messages are in flight.
+//! its limiter before every call, so the process (or, with a [`FleetLimiter`], the whole fleet)
+//! stays under a service's quota however many messages are in flight.
+//!
+//! A throttled call is tried again through the limiter, up to [`THROTTLE_ATTEMPTS`] times in all,
+//! and each throttling answer is reported to a fleet limiter (which slows this worker down).
+//! The SDK clients must not retry throttling themselves ([`crate::adapters::no_throttle_retry`]):
+//! such retries would bypass the budget and hide the signal.
+
+use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::config::{CognitoSettings, EmailSettings};
 use crate::domain::{PoolProfile, TemporaryPassword};
 use crate::error::DownstreamError;
-use crate::ports::{CreateOutcome, Directory, Mailer, NewUser, OutgoingMail, UserInfo};
+use crate::ports::{CreateOutcome, Directory, Mailer, NewUser, OutgoingMail, RateBudget, UserInfo};
+use crate::worker::fleet_budget::{FleetLimiter, Outcome};
 use crate::worker::ratelimit::TokenBucket;
 
-/// A [`Directory`] behind two token buckets: `create` for `create_user` (Cognito's account-wide
+/// Calls in all (the first and the retries) when the answer is a throttling error.
+pub const THROTTLE_ATTEMPTS: u32 = 3;
+/// The fleet budget of `AdminCreateUser` calls.
+pub const BUDGET_COGNITO_CREATE: &str = "cognito-create";
+/// The fleet budget of emails sent.
+pub const BUDGET_EMAIL_SEND: &str = "email-send";
+
+/// What a decorator waits for before a call: this process's token bucket, or a share of the
+/// fleet's budget.
+#[derive(Debug)]
+pub enum Limiter {
+    Local(TokenBucket),
+    Fleet(FleetLimiter),
+}
+
+impl From<TokenBucket> for Limiter {
+    fn from(bucket: TokenBucket) -> Self {
+        Limiter::Local(bucket)
+    }
+}
+
+impl From<FleetLimiter> for Limiter {
+    fn from(limiter: FleetLimiter) -> Self {
+        Limiter::Fleet(limiter)
+    }
+}
+
+impl Limiter {
+    /// Runs `call` under the limiter, again after a throttling answer (up to
+    /// [`THROTTLE_ATTEMPTS`] calls), telling a fleet limiter how each call went.
+    pub async fn run<T, F, Fut>(&self, mut call: F) -> Result<T, DownstreamError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DownstreamError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let permit = match self {
+                Limiter::Local(bucket) => {
+                    bucket.acquire().await;
+                    None
+                }
+                Limiter::Fleet(fleet) => Some(fleet.acquire().await),
+            };
+            let result = call().await;
+            let outcome = match &result {
+                Ok(_) => Outcome::Success,
+                Err(e) if e.is_throttle() => Outcome::Throttled,
+                Err(_) => Outcome::Other,
+            };
+            if let (Limiter::Fleet(fleet), Some(permit)) = (self, permit) {
+                fleet.record(permit, outcome);
+            }
+            if outcome == Outcome::Throttled && attempt < THROTTLE_ATTEMPTS {
+                attempt += 1;
+                continue;
+            }
+            return result;
+        }
+    }
+}
+
+/// A [`Directory`] behind two limiters: `create` for `create_user` (Cognito's account-wide
 /// UserCreation category) and `read` for every other call.
 #[derive(Debug)]
 pub struct RateLimitedDirectory<D> {
     inner: D,
-    create: TokenBucket,
-    read: TokenBucket,
+    create: Limiter,
+    read: Limiter,
 }
 
 impl<D: Directory> RateLimitedDirectory<D> {
-    pub fn new(inner: D, create: TokenBucket, read: TokenBucket) -> Self {
+    pub fn new(inner: D, create: impl Into<Limiter>, read: impl Into<Limiter>) -> Self {
         Self {
             inner,
-            create,
-            read,
+            create: create.into(),
+            read: read.into(),
         }
     }
 
-    /// Buckets from `[cognito]`: the read bucket's burst is one second's worth of its rate.
-    pub fn from_settings(inner: D, settings: &CognitoSettings) -> Self {
+    /// From `[cognito]`: creates draw on the fleet's budget `cognito-create` of
+    /// `create_rate_per_second - reserve_rate_per_second`; the other calls share this process's
+    /// token bucket of `read_rate_per_second` (burst: one second's worth).
+    pub fn from_settings(
+        inner: D,
+        settings: &CognitoSettings,
+        budget: Arc<dyn RateBudget>,
+    ) -> Self {
         let read_burst = settings
             .read_rate_per_second
             .ceil()
             .clamp(1.0, f64::from(u32::MAX)) as u32;
         Self::new(
             inner,
-            TokenBucket::new(settings.create_rate_per_second, settings.create_burst),
+            FleetLimiter::new(BUDGET_COGNITO_CREATE, budget, settings.fleet_create_rate()),
             TokenBucket::new(settings.read_rate_per_second, read_burst),
         )
     }
@@ -50,18 +127,15 @@ impl<D: Directory> RateLimitedDirectory<D> {
 #[async_trait]
 impl<D: Directory> Directory for RateLimitedDirectory<D> {
     async fn pool_profile(&self) -> Result<PoolProfile, DownstreamError> {
-        self.read.acquire().await;
-        self.inner.pool_profile().await
+        self.read.run(|| self.inner.pool_profile()).await
     }
 
     async fn create_user(&self, user: &NewUser<'_>) -> Result<CreateOutcome, DownstreamError> {
-        self.create.acquire().await;
-        self.inner.create_user(user).await
+        self.create.run(|| self.inner.create_user(user)).await
     }
 
     async fn get_user(&self, username: &str) -> Result<Option<UserInfo>, DownstreamError> {
-        self.read.acquire().await;
-        self.inner.get_user(username).await
+        self.read.run(|| self.inner.get_user(username)).await
     }
 
     async fn set_temporary_password(
@@ -69,38 +143,42 @@ impl<D: Directory> Directory for RateLimitedDirectory<D> {
         username: &str,
         password: &TemporaryPassword,
     ) -> Result<(), DownstreamError> {
-        self.read.acquire().await;
-        self.inner.set_temporary_password(username, password).await
+        self.read
+            .run(|| self.inner.set_temporary_password(username, password))
+            .await
     }
 
     async fn delete_user(&self, username: &str) -> Result<(), DownstreamError> {
-        self.read.acquire().await;
-        self.inner.delete_user(username).await
+        self.read.run(|| self.inner.delete_user(username)).await
     }
 
     async fn add_user_to_group(&self, username: &str, group: &str) -> Result<(), DownstreamError> {
-        self.read.acquire().await;
-        self.inner.add_user_to_group(username, group).await
+        self.read
+            .run(|| self.inner.add_user_to_group(username, group))
+            .await
     }
 }
 
-/// A [`Mailer`] behind one token bucket (SES's sending rate, or an SMTP relay's).
+/// A [`Mailer`] behind one limiter (SES's sending rate, or an SMTP relay's).
 #[derive(Debug)]
 pub struct RateLimitedMailer<M> {
     inner: M,
-    bucket: TokenBucket,
+    limiter: Limiter,
 }
 
 impl<M: Mailer> RateLimitedMailer<M> {
-    pub fn new(inner: M, bucket: TokenBucket) -> Self {
-        Self { inner, bucket }
+    pub fn new(inner: M, limiter: impl Into<Limiter>) -> Self {
+        Self {
+            inner,
+            limiter: limiter.into(),
+        }
     }
 
-    /// The bucket from `[email]` `send_rate_per_second` and `send_burst`.
-    pub fn from_settings(inner: M, settings: &EmailSettings) -> Self {
+    /// From `[email]`: sends draw on the fleet's budget `email-send` of `send_rate_per_second`.
+    pub fn from_settings(inner: M, settings: &EmailSettings, budget: Arc<dyn RateBudget>) -> Self {
         Self::new(
             inner,
-            TokenBucket::new(settings.send_rate_per_second, settings.send_burst),
+            FleetLimiter::new(BUDGET_EMAIL_SEND, budget, settings.send_rate_per_second),
         )
     }
 
@@ -113,8 +191,7 @@ impl<M: Mailer> RateLimitedMailer<M> {
 #[async_trait]
 impl<M: Mailer> Mailer for RateLimitedMailer<M> {
     async fn send(&self, mail: &OutgoingMail) -> Result<String, DownstreamError> {
-        self.bucket.acquire().await;
-        self.inner.send(mail).await
+        self.limiter.run(|| self.inner.send(mail)).await
     }
 }
 

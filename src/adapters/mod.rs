@@ -6,6 +6,7 @@ pub mod dynamo;
 pub mod instrumented;
 pub mod limited;
 pub mod memory;
+pub mod no_throttle_retry;
 pub mod ses;
 pub mod smtp;
 pub mod sqs;
