@@ -33,6 +33,10 @@ takes tokens at that average rate, at random (Poisson) moments, and is counted a
 competitor's `competitor_allowed` / `competitor_throttled`, and `allowed_at` (seconds since the
 proxy started, of every allowed worker call).
 
+`"serialize": ["dynamodb:UpdateItem"]` forwards those calls one at a time: moto applies
+concurrent updates of one item without a lock (two `ADD`s can both read the old value), where
+DynamoDB applies them atomically; the fleet's shared rate budget relies on that.
+
 Configuration is JSON, e.g.
   {"seed": 7, "services": {"cognito": {"throttle": 0.07, "error5xx": 0.07, "drop": 0.06},
                            "ses": {"down": true}}}
@@ -202,6 +206,7 @@ class Faults:
         self.started = time.time()
         self.quotas = []
         self.generation = 0
+        self.serial = threading.Lock()
         self.reload_if_changed()
 
     def reload_if_changed(self):
@@ -423,7 +428,13 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             faults.count(service, kind)
             time.sleep(extra)
-        answer = self.forward(body)
+        with faults.lock:
+            serialize = "%s:%s" % (service, op) in faults.config.get("serialize", [])
+        if serialize:
+            with faults.serial:
+                answer = self.forward(body)
+        else:
+            answer = self.forward(body)
         if answer is None:
             faults.count(service, "upstream_errors")
             return self.send_json(502, {"error": "upstream unreachable"})
