@@ -30,8 +30,8 @@ takes tokens at that average rate, at random (Poisson) moments, and is counted a
                "rate": 8, "burst": 8, "competitor_rate": 2.4}]}
 
 `GET /__stats` then has `quotas.<name>`: `allowed`, `throttled` (the workers' calls), the
-competitor's `competitor_allowed` / `competitor_throttled`, and `allowed_at` (seconds since the
-proxy started, of every allowed worker call).
+competitor's `competitor_allowed` / `competitor_throttled`, and `allowed_at` / `competitor_at`
+(seconds since the proxy started, of every allowed call).
 
 `"serialize": ["dynamodb:UpdateItem"]` forwards those calls one at a time: moto applies
 concurrent updates of one item without a lock (two `ADD`s can both read the old value), where
@@ -178,7 +178,7 @@ class Quota:
         self.started = started
         self.rng = random.Random(rng_seed)
         self.stats = {"allowed": 0, "throttled": 0, "competitor_allowed": 0,
-                      "competitor_throttled": 0, "allowed_at": []}
+                      "competitor_throttled": 0, "allowed_at": [], "competitor_at": []}
 
     def covers(self, service, op):
         return service == self.service and op in self.operations
@@ -260,8 +260,11 @@ class Faults:
             with self.lock:
                 if self.generation != generation:
                     return
-                key = "competitor_allowed" if quota.take() else "competitor_throttled"
-                quota.stats[key] += 1
+                if quota.take():
+                    quota.stats["competitor_allowed"] += 1
+                    quota.stats["competitor_at"].append(round(time.time() - self.started, 3))
+                else:
+                    quota.stats["competitor_throttled"] += 1
 
     def admit(self, service, op):
         """False when an account-wide quota covering this call is spent (throttle it)."""

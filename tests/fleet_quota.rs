@@ -35,6 +35,8 @@ struct Run {
     /// Seconds from the first to the last allowed `AdminCreateUser`.
     span: f64,
     update_items: u64,
+    /// The 10th to 90th percentile of allowed worker calls: (seconds, worker calls, competitor calls).
+    steady: (f64, u64, u64),
     wall: Duration,
     kill_at: Option<f64>,
 }
@@ -48,6 +50,14 @@ impl Run {
     }
     fn competitor_rate(&self) -> f64 {
         self.competitor.0 as f64 / self.span.max(1e-9)
+    }
+    /// Worker calls per second between the 10th and 90th percentile (the backlog's ramps left out).
+    fn steady(&self) -> f64 {
+        self.steady.1 as f64 / self.steady.0.max(1e-9)
+    }
+    /// What the competitor left of the quota over the same interval.
+    fn steady_left(&self) -> f64 {
+        self.quota - self.steady.2 as f64 / self.steady.0.max(1e-9)
     }
 }
 
@@ -118,6 +128,23 @@ async fn fleet_run(tag: &str, competitor_share: f64, kill_one: bool) -> (Run, Fi
         (Some(a), Some(b)) => b - a,
         _ => 0.0,
     };
+    let competitor_times: Vec<f64> = q["competitor_at"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_f64())
+        .collect();
+    let steady = if times.len() >= 10 {
+        let (lo, hi) = (times[times.len() / 10], times[times.len() * 9 / 10]);
+        let within = |t: &&f64| **t >= lo && **t < hi;
+        (
+            hi - lo,
+            times.iter().filter(within).count() as u64,
+            competitor_times.iter().filter(within).count() as u64,
+        )
+    } else {
+        (0.0, 0, 0)
+    };
     let mut per_second = BTreeMap::new();
     for t in &times {
         *per_second.entry(*t as u64).or_insert(0) += 1;
@@ -133,6 +160,7 @@ async fn fleet_run(tag: &str, competitor_share: f64, kill_one: bool) -> (Run, Fi
         update_items: stats["services"]["dynamodb"]["ops"]["UpdateItem"]
             .as_u64()
             .unwrap_or(0),
+        steady,
         wall,
         kill_at,
     };
@@ -164,6 +192,15 @@ async fn fleet_run(tag: &str, competitor_share: f64, kill_one: bool) -> (Run, Fi
             "{:.2}/s = {:.1} % of the quota",
             run.delivered(),
             100.0 * run.delivered() / quota
+        ),
+    );
+    f.add(
+        "delivered, steady (10th-90th pct)",
+        format!(
+            "{:.2}/s = {:.1} % of the quota, {:.1} % of what the competitor left",
+            run.steady(),
+            100.0 * run.steady() / quota,
+            100.0 * run.steady() / run.steady_left()
         ),
     );
     f.add(

@@ -10,10 +10,11 @@
 //! window, so idle workers hold nothing and busy ones share the window.
 //!
 //! On top of the budget, each worker adapts to what it cannot see (other consumers of the same
-//! account quota): a throttling answer cuts its own rate to 3/4 of what it sent over the last
-//! two seconds (once per round trip: answers to calls made before the cut do not cut again),
-//! and every success raises it by 0.5 % (additive in effect, so it recovers slowly), up to the
-//! fleet's rate. When the budget cannot be reached, the worker goes on at its own adaptive rate
+//! account quota): a throttling answer cuts its own rate to 4/5 of what it sent over the last
+//! two seconds (once per two seconds: answers to calls made before the cut, or just
+//! after it, do not cut again), and every success raises it by 0.5 %, more the longer no
+//! throttling was seen (so it recovers slowly after a cut, faster once the pressure is gone),
+//! up to the fleet's rate. When the budget cannot be reached, the worker goes on at its own adaptive rate
 //! for the rest of the window and tries again in the next.
 
 use std::collections::VecDeque;
@@ -47,9 +48,14 @@ pub fn tokio_wall_clock(start_unix: f64) -> WallClock {
 }
 
 /// A throttling answer leaves this share of the recent rate.
-const DECREASE: f64 = 0.75;
-/// Each success adds this share of the current rate (or of a tenth of the maximum, if more).
+const DECREASE: f64 = 0.8;
+/// Each success adds this share of the current rate (or of a tenth of the maximum, if more),
+/// times `1 + seconds since the last cut / QUIET_SECONDS`: slow right after a cut, faster the
+/// longer the quota stays quiet (so a worker cut back does not crawl once the pressure is gone).
 const INCREASE: f64 = 0.005;
+const QUIET_SECONDS: f64 = 10.0;
+/// After a cut, throttling answers are ignored this long (the recent rate must show the cut).
+const COOLDOWN_SECONDS: f64 = 2.0;
 /// The recent rate is measured over this many seconds.
 const RECENT_SECONDS: f64 = 2.0;
 /// The adaptive rate never falls below this share of the fleet's rate.
@@ -234,11 +240,13 @@ impl FleetLimiter {
         let mut a = self.adaptive.lock().expect("adaptive lock");
         match outcome {
             Outcome::Success => {
-                let step = INCREASE * a.rate.max(a.max * 0.1);
+                let quiet = (now - a.cut_at).clamp(0.0, 60.0);
+                let step = INCREASE * a.rate.max(a.max * 0.1) * (1.0 + quiet / QUIET_SECONDS);
                 a.rate = (a.rate + step).min(a.max);
             }
-            // One cut per round trip: answers to calls sent before the last cut are old news.
-            Outcome::Throttled if permit.issued_at >= a.cut_at => {
+            // One cut per round trip and cooldown: answers to calls sent before the last cut,
+            // or just after it, are old news.
+            Outcome::Throttled if permit.issued_at >= a.cut_at + COOLDOWN_SECONDS => {
                 let recent = a.recent_rate(now);
                 a.rate = (DECREASE * recent.min(a.rate)).max(a.min);
                 a.cut_at = now;
