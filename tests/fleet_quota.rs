@@ -6,6 +6,7 @@
 //! - `shared`: 3 workers, each configured with the account's quota as `create_rate_per_second`.
 //! - `competitor`: the same, with another consumer the workers cannot see taking 30 % of the
 //!   quota through the proxy.
+//! - `reserve`: the competitor again, with `cognito.reserve_rate_per_second` set to its share.
 //! - `killed`: one of the three is killed (SIGKILL) mid-run; the fleet's rate per second around
 //!   the kill shows how long its lease strands budget.
 //!
@@ -61,7 +62,13 @@ impl Run {
     }
 }
 
-async fn fleet_run(tag: &str, competitor_share: f64, kill_one: bool) -> (Run, Figures) {
+/// `reserve`: `cognito.reserve_rate_per_second` (the share left to the competitor).
+async fn fleet_run(
+    tag: &str,
+    competitor_share: f64,
+    kill_one: bool,
+    reserve: f64,
+) -> (Run, Figures) {
     let workers: usize = env_number("FLEET_WORKERS", 3);
     let quota: f64 = env_number("FLEET_QUOTA", 8.0);
     let seconds: f64 = env_number("FLEET_SECONDS", 30.0);
@@ -84,6 +91,7 @@ async fn fleet_run(tag: &str, competitor_share: f64, kill_one: bool) -> (Run, Fi
     let spec = WorkerSpec::new(&env, log.clone())
         .endpoint(&proxy.url())
         .set("COGNITO__CREATE_RATE_PER_SECOND", quota)
+        .set("COGNITO__RESERVE_RATE_PER_SECOND", reserve)
         .set("EMAIL__SEND_RATE_PER_SECOND", quota * 4.0)
         .set("WORKER__CONCURRENCY", 16)
         .set("WORKER__LEASE_SECONDS", 30)
@@ -182,6 +190,7 @@ async fn fleet_run(tag: &str, competitor_share: f64, kill_one: bool) -> (Run, Fi
     let mut f = Figures::new(&format!("fleet quota: {tag}"));
     f.add("workers", workers);
     f.add("quota (AdminCreateUser/s)", quota);
+    f.add("reserve_rate_per_second", reserve);
     f.add("invites", count);
     f.add("wall time", format!("{:.1} s", run.wall.as_secs_f64()));
     f.add("creates allowed", run.allowed);
@@ -238,11 +247,13 @@ async fn fleet_run(tag: &str, competitor_share: f64, kill_one: bool) -> (Run, Fi
     );
     f.add(
         "allowed per second",
-        run.per_second
-            .values()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
+        match (run.per_second.keys().next(), run.per_second.keys().last()) {
+            (Some(first), Some(last)) => (*first..=*last)
+                .map(|s| run.per_second.get(&s).copied().unwrap_or(0).to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        },
     );
     if let Some(k) = run.kill_at {
         f.add("killed at (proxy s)", format!("{k:.1}"));
@@ -262,7 +273,7 @@ async fn fleet_run(tag: &str, competitor_share: f64, kill_one: bool) -> (Run, Fi
 #[ignore = "a measurement (minutes, several processes): cargo test --test fleet_quota -- --ignored --nocapture --test-threads 1"]
 async fn three_workers_share_one_quota() {
     assert!(stack_available(), "needs the local stack");
-    let (run, _) = fleet_run("fleet-shared", 0.0, false).await;
+    let (run, _) = fleet_run("fleet-shared", 0.0, false, 0.0).await;
     assert!(
         run.delivered() >= 0.95 * run.quota,
         "delivered {:.2}/s",
@@ -279,7 +290,7 @@ async fn three_workers_share_one_quota() {
 #[ignore = "a measurement (minutes, several processes): cargo test --test fleet_quota -- --ignored --nocapture --test-threads 1"]
 async fn three_workers_yield_to_an_unseen_competitor() {
     assert!(stack_available(), "needs the local stack");
-    let (run, _) = fleet_run("fleet-competitor", 0.3, false).await;
+    let (run, _) = fleet_run("fleet-competitor", 0.3, false, 0.0).await;
     let left = run.quota - run.competitor_rate();
     assert!(
         run.delivered() >= 0.90 * left,
@@ -295,9 +306,28 @@ async fn three_workers_yield_to_an_unseen_competitor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement (minutes, several processes): cargo test --test fleet_quota -- --ignored --nocapture --test-threads 1"]
+async fn a_reserve_leaves_the_competitor_its_share() {
+    assert!(stack_available(), "needs the local stack");
+    let quota: f64 = env_number("FLEET_QUOTA", 8.0);
+    let (run, _) = fleet_run("fleet-reserve", 0.3, false, quota * 0.3).await;
+    let competitor_throttled =
+        run.competitor.1 as f64 / (run.competitor.0 + run.competitor.1).max(1) as f64;
+    assert!(
+        run.throttled_share() <= 0.05,
+        "throttled {:.3}",
+        run.throttled_share()
+    );
+    assert!(
+        competitor_throttled <= 0.05,
+        "competitor throttled {competitor_throttled:.3}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (minutes, several processes): cargo test --test fleet_quota -- --ignored --nocapture --test-threads 1"]
 async fn a_killed_worker_strands_at_most_one_window() {
     assert!(stack_available(), "needs the local stack");
-    let (run, _) = fleet_run("fleet-killed", 0.0, true).await;
+    let (run, _) = fleet_run("fleet-killed", 0.0, true, 0.0).await;
     let kill = run.kill_at.expect("killed") as u64;
     // From the second after the kill's window on, the survivors get the whole quota (while the
     // backlog lasts).

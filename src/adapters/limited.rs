@@ -370,4 +370,77 @@ mod tests {
             "{elapsed:?}"
         );
     }
+
+    /// Answers the first `throttles` sends with a throttling error, then succeeds.
+    struct Throttling {
+        throttles: u32,
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Mailer for Throttling {
+        async fn send(&self, _mail: &OutgoingMail) -> Result<String, DownstreamError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if n < self.throttles {
+                return Err(DownstreamError::new(
+                    crate::error::Service::Ses,
+                    "SendEmail",
+                    crate::error::ErrorKind::Throttled,
+                    "Maximum sending rate exceeded",
+                ));
+            }
+            Ok("id".into())
+        }
+    }
+
+    fn any_mail() -> OutgoingMail {
+        OutgoingMail {
+            from: "no-reply@example.com".into(),
+            reply_to: None,
+            to: EmailAddress::parse("ada@example.com").unwrap(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "h".into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn fleet_mailer(throttles: u32) -> RateLimitedMailer<Throttling> {
+        let budget = std::sync::Arc::new(crate::adapters::memory::MemoryRateBudget::default());
+        let limiter = FleetLimiter::with_wall_clock(
+            BUDGET_EMAIL_SEND,
+            budget,
+            4.0,
+            crate::worker::fleet_budget::tokio_wall_clock(1_000_000.0),
+        );
+        RateLimitedMailer::new(
+            Throttling {
+                throttles,
+                calls: AtomicU32::new(0),
+            },
+            limiter,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_call_is_retried_through_the_limiter_and_slows_the_worker() {
+        let mailer = fleet_mailer(1);
+        mailer.send(&any_mail()).await.unwrap();
+        let Limiter::Fleet(fleet) = &mailer.limiter else {
+            unreachable!()
+        };
+        assert_eq!(mailer.inner().calls.load(Ordering::SeqCst), 2);
+        assert!(fleet.own_rate() < 4.0, "{}", fleet.own_rate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_gives_up_after_three_calls() {
+        let mailer = fleet_mailer(10);
+        let err = mailer.send(&any_mail()).await.unwrap_err();
+        assert!(err.is_throttle());
+        assert_eq!(
+            mailer.inner().calls.load(Ordering::SeqCst),
+            THROTTLE_ATTEMPTS
+        );
+    }
 }

@@ -53,7 +53,7 @@ const DECREASE: f64 = 0.8;
 /// times `1 + seconds since the last cut / QUIET_SECONDS`: slow right after a cut, faster the
 /// longer the quota stays quiet (so a worker cut back does not crawl once the pressure is gone).
 const INCREASE: f64 = 0.005;
-const QUIET_SECONDS: f64 = 10.0;
+const QUIET_SECONDS: f64 = 30.0;
 /// After a cut, throttling answers are ignored this long (the recent rate must show the cut).
 const COOLDOWN_SECONDS: f64 = 2.0;
 /// The recent rate is measured over this many seconds.
