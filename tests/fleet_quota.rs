@@ -27,7 +27,6 @@ use support::*;
 
 struct Run {
     quota: f64,
-    invites: usize,
     /// Allowed worker calls per whole second since the proxy started.
     per_second: BTreeMap<u64, u64>,
     allowed: u64,
@@ -159,7 +158,6 @@ async fn fleet_run(
     }
     let run = Run {
         quota,
-        invites: count,
         per_second,
         allowed: n("allowed"),
         throttled: n("throttled"),
