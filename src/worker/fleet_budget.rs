@@ -11,11 +11,11 @@
 //!
 //! On top of the budget, each worker adapts to what it cannot see (other consumers of the same
 //! account quota): a throttling answer cuts its own rate to 4/5 of what it sent over the last
-//! two seconds (once per two seconds: answers to calls made before the cut, or just
-//! after it, do not cut again), and every success raises it by 0.5 %, more the longer no
-//! throttling was seen (so it recovers slowly after a cut, faster once the pressure is gone),
-//! up to the fleet's rate. When the budget cannot be reached, the worker goes on at its own adaptive rate
-//! for the rest of the window and tries again in the next.
+//! two seconds (at most once per two seconds: answers to calls made before the cut, or just
+//! after it, do not cut again), and every success raises it by 0.5 % (up to 1.5 % after a
+//! minute without throttling: slow right after a cut, faster once the pressure is gone), up to
+//! the fleet's rate. When the budget cannot be reached, the worker goes on at its own adaptive
+//! rate for the rest of the window and tries the budget again in the next.
 
 use std::collections::VecDeque;
 use std::fmt;
