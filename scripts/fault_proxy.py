@@ -19,6 +19,24 @@ Services are told apart the way AWS does: `X-Amz-Target` prefix `AWSCognitoIdent
 (cognito), `DynamoDB_20120810.` (dynamodb), `AmazonSQS.` (sqs); SES v2 is REST: a path starting
 `/v2/email` (ses). Anything else (moto's own /moto-api) is forwarded untouched.
 
+An account-wide quota on named operations, the way Cognito's and SES's rate quotas work: a
+token bucket of `rate` calls per second holding `burst` (default: one second's worth) shared by
+every caller; a call beyond it gets the service's throttling error (Cognito:
+TooManyRequestsException) and never reaches the emulator. `competitor_rate` adds another
+consumer of the same quota that the workers cannot see (the application's own sign-ups): it
+takes tokens at that average rate, at random (Poisson) moments, and is counted apart:
+
+  {"quotas": [{"name": "UserCreation", "service": "cognito", "operations": ["AdminCreateUser"],
+               "rate": 8, "burst": 8, "competitor_rate": 2.4}]}
+
+`GET /__stats` then has `quotas.<name>`: `allowed`, `throttled` (the workers' calls), the
+competitor's `competitor_allowed` / `competitor_throttled`, and `allowed_at` / `competitor_at`
+(seconds since the proxy started, of every allowed call).
+
+`"serialize": ["dynamodb:UpdateItem"]` forwards those calls one at a time: moto applies
+concurrent updates of one item without a lock (two `ADD`s can both read the old value), where
+DynamoDB applies them atomically; the fleet's shared rate budget relies on that.
+
 Configuration is JSON, e.g.
   {"seed": 7, "services": {"cognito": {"throttle": 0.07, "error5xx": 0.07, "drop": 0.06},
                            "ses": {"down": true}}}
@@ -136,6 +154,45 @@ def error_response(service, kind, rng, status=None):
     return status, headers, json.dumps(body).encode()
 
 
+class Quota:
+    """An account-wide token bucket on some operations of one service, with an optional unseen
+    competitor taking tokens too. Guarded by the owning Faults' lock."""
+
+    def __init__(self, spec, started, rng_seed):
+        if not isinstance(spec, dict):
+            raise ValueError("a quota is an object")
+        self.name = str(spec.get("name", "quota"))
+        self.service = spec.get("service")
+        if self.service not in SERVICES:
+            raise ValueError("quota %s: unknown service %r" % (self.name, self.service))
+        self.operations = set(spec.get("operations") or [])
+        if not self.operations:
+            raise ValueError("quota %s: name the operations it covers" % self.name)
+        self.rate = float(spec.get("rate", 0))
+        if self.rate <= 0:
+            raise ValueError("quota %s: rate must be > 0" % self.name)
+        self.burst = float(spec.get("burst", self.rate))
+        self.competitor_rate = float(spec.get("competitor_rate", 0))
+        self.tokens = self.burst
+        self.refilled = time.monotonic()
+        self.started = started
+        self.rng = random.Random(rng_seed)
+        self.stats = {"allowed": 0, "throttled": 0, "competitor_allowed": 0,
+                      "competitor_throttled": 0, "allowed_at": [], "competitor_at": []}
+
+    def covers(self, service, op):
+        return service == self.service and op in self.operations
+
+    def take(self):
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
+        self.refilled = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
 class Faults:
     """The configuration, the seeded generator and the counters, behind one lock."""
 
@@ -147,6 +204,9 @@ class Faults:
         self.config_mtime = None
         self.stats = {}
         self.started = time.time()
+        self.quotas = []
+        self.generation = 0
+        self.serial = threading.Lock()
         self.reload_if_changed()
 
     def reload_if_changed(self):
@@ -177,11 +237,46 @@ class Faults:
             total = sum(float(rules.get(k, 0)) for k in FAULT_KINDS)
             if total > 1.0 + 1e-9:
                 raise ValueError("%s: fault shares add up to %.3f > 1" % (name, total))
+        specs = config.get("quotas", [])
+        if not isinstance(specs, list):
+            raise ValueError('"quotas" is a list')
+        quotas = [Quota(q, self.started, i + 1) for i, q in enumerate(specs)]
         with self.lock:
             if "seed" in config:
                 self.rng = random.Random(config["seed"])
             self.config = {"services": config.get("services", {})}
             self.config.update({k: v for k, v in config.items() if k != "services"})
+            self.quotas = quotas
+            self.generation += 1
+            generation = self.generation
+        for q in quotas:
+            if q.competitor_rate > 0:
+                threading.Thread(target=self.compete, args=(q, generation), daemon=True).start()
+
+    def compete(self, quota, generation):
+        """The unseen competitor: takes quota tokens at random moments until reconfigured."""
+        while True:
+            time.sleep(quota.rng.expovariate(quota.competitor_rate))
+            with self.lock:
+                if self.generation != generation:
+                    return
+                if quota.take():
+                    quota.stats["competitor_allowed"] += 1
+                    quota.stats["competitor_at"].append(round(time.time() - self.started, 3))
+                else:
+                    quota.stats["competitor_throttled"] += 1
+
+    def admit(self, service, op):
+        """False when an account-wide quota covering this call is spent (throttle it)."""
+        with self.lock:
+            for q in self.quotas:
+                if q.covers(service, op):
+                    if not q.take():
+                        q.stats["throttled"] += 1
+                        return False
+                    q.stats["allowed"] += 1
+                    q.stats["allowed_at"].append(round(time.time() - self.started, 3))
+        return True
 
     def count(self, service, key, op=None):
         with self.lock:
@@ -213,6 +308,7 @@ class Faults:
             return {
                 "uptime_seconds": round(time.time() - self.started, 3),
                 "services": json.loads(json.dumps(self.stats)),
+                "quotas": {q.name: json.loads(json.dumps(q.stats)) for q in self.quotas},
             }
 
 
@@ -266,6 +362,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/__stats/reset" and self.command == "POST":
             with faults.lock:
                 faults.stats = {}
+                for q in faults.quotas:
+                    q.stats = {k: ([] if isinstance(v, list) else 0) for k, v in q.stats.items()}
             return self.send_json(200, {"ok": True})
         if self.path == "/__faults" and self.command == "GET":
             with faults.lock:
@@ -309,6 +407,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(502, {"error": "upstream unreachable"})
             return self.send_raw(*answer)
         faults.count(service, "calls", op)
+        if not faults.admit(service, op):
+            faults.count(service, "quota_throttled")
+            with faults.lock:
+                answer = error_response(service, "throttle", faults.rng)
+            return self.send_raw(*answer)
         kind, extra = faults.decide(service)
         if kind == "down":
             faults.count(service, "down")
@@ -328,7 +431,13 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             faults.count(service, kind)
             time.sleep(extra)
-        answer = self.forward(body)
+        with faults.lock:
+            serialize = "%s:%s" % (service, op) in faults.config.get("serialize", [])
+        if serialize:
+            with faults.serial:
+                answer = self.forward(body)
+        else:
+            answer = self.forward(body)
         if answer is None:
             faults.count(service, "upstream_errors")
             return self.send_json(502, {"error": "upstream unreachable"})

@@ -91,14 +91,26 @@ pub struct CognitoSettings {
     pub client_id: String,
     /// Name bootstrap gives a pool it creates.
     pub user_pool_name: String,
-    /// Token bucket for user-creation calls (Cognito's UserCreation category is account-wide).
+    /// User-creation calls per second for the whole fleet on this table (Cognito's UserCreation
+    /// category is account-wide); the fleet shares it through the table.
     pub create_rate_per_second: f64,
+    /// Unused since the rate is a fleet budget (kept so existing configurations load).
     pub create_burst: u32,
+    /// The part of `create_rate_per_second` left to the application's own sign-ups.
+    #[serde(default)]
+    pub reserve_rate_per_second: f64,
     /// Token bucket for other Cognito calls (AdminGetUser etc.).
     pub read_rate_per_second: f64,
     /// How long the worker keeps the pool's schema and password policy before reading them
     /// again (0: read for every use). A rejection is checked against a fresh read regardless.
     pub pool_profile_max_age_seconds: u64,
+}
+
+impl CognitoSettings {
+    /// The fleet's budget of user creations per second: the rate less the reserve.
+    pub fn fleet_create_rate(&self) -> f64 {
+        self.create_rate_per_second - self.reserve_rate_per_second
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -120,7 +132,10 @@ pub struct EmailSettings {
     pub sign_in_url: String,
     pub templates_dir: PathBuf,
     pub default_locale: String,
+    /// Emails per second for the whole fleet on this table (SES's account sending rate, or the
+    /// relay's); the fleet shares it through the table.
     pub send_rate_per_second: f64,
+    /// Unused since the rate is a fleet budget (kept so existing configurations load).
     pub send_burst: u32,
     #[serde(default)]
     pub ses: SesSettings,
@@ -389,6 +404,14 @@ impl Settings {
             || self.cognito.read_rate_per_second <= 0.0
         {
             return bad("cognito/email rate limits", "must be greater than 0");
+        }
+        if !(self.cognito.reserve_rate_per_second >= 0.0
+            && self.cognito.reserve_rate_per_second < self.cognito.create_rate_per_second)
+        {
+            return bad(
+                "cognito.reserve_rate_per_second",
+                "must be at least 0 and less than cognito.create_rate_per_second",
+            );
         }
         if self.invites.default_expiry_days == 0 || self.invites.default_expiry_days > 90 {
             return bad("invites.default_expiry_days", "must be 1 to 90");

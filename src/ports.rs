@@ -280,6 +280,17 @@ pub trait Publisher: Send + Sync {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Fleet-wide rate budgets (a counter per one-second window, shared by every worker on the table)
+
+#[async_trait]
+pub trait RateBudget: Send + Sync {
+    /// Adds `want` to the tickets handed out so far in `window` (a unix second) of `budget`, in one
+    /// atomic step, and returns the count *before* this call: this caller holds tickets
+    /// `before..before + want` of the window. Callers decide which of them are within the limit.
+    async fn take(&self, budget: &str, window: u64, want: u32) -> Result<u64, DownstreamError>;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Time
 
 pub trait Clock: Send + Sync {

@@ -8,9 +8,11 @@ use anyhow::{bail, Context};
 use aws_config::SdkConfig;
 
 use crate::adapters::cognito::CognitoDirectory;
+use crate::adapters::dynamo::budget::DynamoRateBudget;
 use crate::adapters::dynamo::DynamoInviteStore;
 use crate::adapters::instrumented::{InstrumentedDirectory, InstrumentedMailer, InstrumentedStore};
 use crate::adapters::limited::{RateLimitedDirectory, RateLimitedMailer};
+use crate::adapters::no_throttle_retry::NoThrottleRetry;
 use crate::adapters::probe::AwsProbe;
 use crate::adapters::profile_cache::ProfileCachingDirectory;
 use crate::adapters::ses::SesMailer;
@@ -24,7 +26,7 @@ use crate::error::Service;
 use crate::mail::templates::Templates;
 use crate::observe::Observer;
 use crate::ops::queue::SqsOps;
-use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, SystemClock};
+use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, RateBudget, SystemClock};
 use crate::setup::{self, AwsTarget, Finding, Need, ProblemKind, SetupFailure, SetupProblem};
 
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -158,10 +160,18 @@ pub async fn build_with_clock(
     let observer = Arc::new(Observer::from_settings(&settings));
 
     let store = Arc::new(invite_store(&settings, &sdk));
-    let cognito = CognitoDirectory::new(
-        aws_sdk_cognitoidentityprovider::Client::new(&sdk),
-        settings.cognito.user_pool_id.clone(),
+    // The fleet's rate budgets live in the invite table: every worker on it shares them.
+    let budget: Arc<dyn RateBudget> = Arc::new(DynamoRateBudget::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        settings.table.name.clone(),
+    ));
+    // Throttling answers go back to the rate limiters, which retry them within the budget.
+    let cognito_client = aws_sdk_cognitoidentityprovider::Client::from_conf(
+        aws_sdk_cognitoidentityprovider::config::Builder::from(&sdk)
+            .retry_classifier(NoThrottleRetry)
+            .build(),
     );
+    let cognito = CognitoDirectory::new(cognito_client, settings.cognito.user_pool_id.clone());
     // Instrumented inside the rate limiters: durations leave out the wait for a token. The
     // profile cache outside them: a cached profile costs no token. Its age is wall-clock time,
     // whatever clock the service runs on.
@@ -169,6 +179,7 @@ pub async fn build_with_clock(
         Arc::new(RateLimitedDirectory::from_settings(
             InstrumentedDirectory::new(cognito, observer.clone()),
             &settings.cognito,
+            budget.clone(),
         )),
         Arc::new(SystemClock),
         Duration::from_secs(settings.cognito.pool_profile_max_age_seconds),
@@ -177,13 +188,18 @@ pub async fn build_with_clock(
         Transport::Ses => Arc::new(RateLimitedMailer::from_settings(
             InstrumentedMailer::new(
                 SesMailer::new(
-                    aws_sdk_sesv2::Client::new(&sdk),
+                    aws_sdk_sesv2::Client::from_conf(
+                        aws_sdk_sesv2::config::Builder::from(&sdk)
+                            .retry_classifier(NoThrottleRetry)
+                            .build(),
+                    ),
                     settings.email.ses.configuration_set.clone(),
                 ),
                 Service::Ses,
                 observer.clone(),
             ),
             &settings.email,
+            budget,
         )),
         Transport::Smtp => Arc::new(RateLimitedMailer::from_settings(
             InstrumentedMailer::new(
@@ -192,6 +208,7 @@ pub async fn build_with_clock(
                 observer.clone(),
             ),
             &settings.email,
+            budget,
         )),
     };
     let observed_store: Arc<dyn InviteStore> =

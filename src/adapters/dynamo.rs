@@ -37,12 +37,18 @@
 //! expression names attributes through `ExpressionAttributeNames` (`status` and `ttl` are
 //! reserved words).
 //!
+//! # Rate budgets
+//!
+//! The fleet's shared rate budgets live in the same table under their own partition keys
+//! (`BUDGET#<name>`, one item per one-second window, with a `ttl`): see [`budget`].
+//!
 //! # Cursors
 //!
 //! Page cursors are opaque strings: hex of a JSON document with the query they belong to, the
 //! shard to continue in (open index) and DynamoDB's `LastEvaluatedKey`. See [`cursor`].
 
 mod attributes;
+pub mod budget;
 pub mod cursor;
 pub mod item;
 

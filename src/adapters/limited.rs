@@ -1,6 +1,14 @@
 //! Rate-limited decorators: each implements the same port as the adapter it wraps, waiting for
-//! a token before every call, so the whole process stays under a service's quota however many
-//! messages are in flight.
+//! its limiter before every call, so the process (or, with a [`FleetLimiter`], the whole fleet)
+//! stays under a service's quota however many messages are in flight.
+//!
+//! A throttled call is tried again through the limiter, up to [`THROTTLE_ATTEMPTS`] times in all,
+//! and each throttling answer is reported to a fleet limiter (which slows this worker down).
+//! The SDK clients must not retry throttling themselves ([`crate::adapters::no_throttle_retry`]):
+//! such retries would bypass the budget and hide the signal.
+
+use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -8,9 +16,18 @@ use crate::config::{CognitoSettings, EmailSettings};
 use crate::domain::{PoolProfile, TemporaryPassword};
 use crate::error::DownstreamError;
 use crate::ports::{
-    CreateOutcome, Directory, Mailer, NewUser, OutgoingMail, Removal, Rotation, UserInfo,
+    CreateOutcome, Directory, Mailer, NewUser, OutgoingMail, RateBudget, Removal, Rotation,
+    UserInfo,
 };
+use crate::worker::fleet_budget::{FleetLimiter, Outcome};
 use crate::worker::ratelimit::TokenBucket;
+
+/// Calls in all (the first and the retries) when the answer is a throttling error.
+pub const THROTTLE_ATTEMPTS: u32 = 3;
+/// The fleet budget of `AdminCreateUser` calls.
+pub const BUDGET_COGNITO_CREATE: &str = "cognito-create";
+/// The fleet budget of emails sent.
+pub const BUDGET_EMAIL_SEND: &str = "email-send";
 
 /// Calls at most made by `delete_if_never_used`: get, disable, get, delete or enable.
 const DELETE_CALLS: u32 = 4;
@@ -19,40 +36,129 @@ const ROTATE_CALLS: u32 = 5;
 /// Calls at most made by `lift_hold`: get, enable.
 const LIFT_CALLS: u32 = 2;
 
-/// Takes `n` tokens from `bucket`, waiting for each.
-async fn acquire_many(bucket: &TokenBucket, n: u32) {
-    for _ in 0..n {
-        bucket.acquire().await;
+/// What a decorator waits for before a call: this process's token bucket, or a share of the
+/// fleet's budget.
+#[derive(Debug)]
+pub enum Limiter {
+    Local(TokenBucket),
+    Fleet(FleetLimiter),
+}
+
+impl From<TokenBucket> for Limiter {
+    fn from(bucket: TokenBucket) -> Self {
+        Limiter::Local(bucket)
     }
 }
 
-/// A [`Directory`] behind two token buckets: `create` for `create_user` (Cognito's account-wide
+impl From<FleetLimiter> for Limiter {
+    fn from(limiter: FleetLimiter) -> Self {
+        Limiter::Fleet(limiter)
+    }
+}
+
+impl Limiter {
+    /// Runs `call` under the limiter, again after a throttling answer (up to
+    /// [`THROTTLE_ATTEMPTS`] calls), telling a fleet limiter how each call went.
+    pub async fn run<T, F, Fut>(&self, mut call: F) -> Result<T, DownstreamError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DownstreamError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let permit = match self {
+                Limiter::Local(bucket) => {
+                    bucket.acquire().await;
+                    None
+                }
+                Limiter::Fleet(fleet) => Some(fleet.acquire().await),
+            };
+            let result = call().await;
+            let outcome = match &result {
+                Ok(_) => Outcome::Success,
+                Err(e) if e.is_throttle() => Outcome::Throttled,
+                Err(_) => Outcome::Other,
+            };
+            if let (Limiter::Fleet(fleet), Some(permit)) = (self, permit) {
+                fleet.record(permit, outcome);
+            }
+            if outcome == Outcome::Throttled && attempt < THROTTLE_ATTEMPTS {
+                attempt += 1;
+                continue;
+            }
+            return result;
+        }
+    }
+
+    /// Runs `call`, a compound operation of up to `calls` calls that must run back to back,
+    /// after taking all its tokens (or fleet permits) first: a wait between its check and its
+    /// act would widen the window it exists to close. Not retried here: the operation handles
+    /// its own failures.
+    pub async fn run_whole<T, F, Fut>(&self, calls: u32, call: F) -> Result<T, DownstreamError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, DownstreamError>>,
+    {
+        match self {
+            Limiter::Local(bucket) => {
+                for _ in 0..calls {
+                    bucket.acquire().await;
+                }
+                call().await
+            }
+            Limiter::Fleet(fleet) => {
+                let mut permits = Vec::new();
+                for _ in 0..calls {
+                    permits.push(fleet.acquire().await);
+                }
+                let result = call().await;
+                let outcome = match &result {
+                    Ok(_) => Outcome::Success,
+                    Err(e) if e.is_throttle() => Outcome::Throttled,
+                    Err(_) => Outcome::Other,
+                };
+                for permit in permits {
+                    fleet.record(permit, outcome);
+                }
+                result
+            }
+        }
+    }
+}
+
+/// A [`Directory`] behind two limiters: `create` for `create_user` (Cognito's account-wide
 /// UserCreation category) and `read` for every other call.
 #[derive(Debug)]
 pub struct RateLimitedDirectory<D> {
     inner: D,
-    create: TokenBucket,
-    read: TokenBucket,
+    create: Limiter,
+    read: Limiter,
 }
 
 impl<D: Directory> RateLimitedDirectory<D> {
-    pub fn new(inner: D, create: TokenBucket, read: TokenBucket) -> Self {
+    pub fn new(inner: D, create: impl Into<Limiter>, read: impl Into<Limiter>) -> Self {
         Self {
             inner,
-            create,
-            read,
+            create: create.into(),
+            read: read.into(),
         }
     }
 
-    /// Buckets from `[cognito]`: the read bucket's burst is one second's worth of its rate.
-    pub fn from_settings(inner: D, settings: &CognitoSettings) -> Self {
+    /// From `[cognito]`: creates draw on the fleet's budget `cognito-create` of
+    /// `create_rate_per_second - reserve_rate_per_second`; the other calls share this process's
+    /// token bucket of `read_rate_per_second` (burst: one second's worth).
+    pub fn from_settings(
+        inner: D,
+        settings: &CognitoSettings,
+        budget: Arc<dyn RateBudget>,
+    ) -> Self {
         let read_burst = settings
             .read_rate_per_second
             .ceil()
             .clamp(1.0, f64::from(u32::MAX)) as u32;
         Self::new(
             inner,
-            TokenBucket::new(settings.create_rate_per_second, settings.create_burst),
+            FleetLimiter::new(BUDGET_COGNITO_CREATE, budget, settings.fleet_create_rate()),
             TokenBucket::new(settings.read_rate_per_second, read_burst),
         )
     }
@@ -66,18 +172,15 @@ impl<D: Directory> RateLimitedDirectory<D> {
 #[async_trait]
 impl<D: Directory> Directory for RateLimitedDirectory<D> {
     async fn pool_profile(&self) -> Result<PoolProfile, DownstreamError> {
-        self.read.acquire().await;
-        self.inner.pool_profile().await
+        self.read.run(|| self.inner.pool_profile()).await
     }
 
     async fn create_user(&self, user: &NewUser<'_>) -> Result<CreateOutcome, DownstreamError> {
-        self.create.acquire().await;
-        self.inner.create_user(user).await
+        self.create.run(|| self.inner.create_user(user)).await
     }
 
     async fn get_user(&self, username: &str) -> Result<Option<UserInfo>, DownstreamError> {
-        self.read.acquire().await;
-        self.inner.get_user(username).await
+        self.read.run(|| self.inner.get_user(username)).await
     }
 
     async fn set_temporary_password(
@@ -85,28 +188,27 @@ impl<D: Directory> Directory for RateLimitedDirectory<D> {
         username: &str,
         password: &TemporaryPassword,
     ) -> Result<(), DownstreamError> {
-        self.read.acquire().await;
-        self.inner.set_temporary_password(username, password).await
+        self.read
+            .run(|| self.inner.set_temporary_password(username, password))
+            .await
     }
 
     async fn delete_user(&self, username: &str) -> Result<(), DownstreamError> {
-        self.read.acquire().await;
-        self.inner.delete_user(username).await
+        self.read.run(|| self.inner.delete_user(username)).await
     }
 
     async fn add_user_to_group(&self, username: &str, group: &str) -> Result<(), DownstreamError> {
-        self.read.acquire().await;
-        self.inner.add_user_to_group(username, group).await
+        self.read
+            .run(|| self.inner.add_user_to_group(username, group))
+            .await
     }
 
     async fn disable_user(&self, username: &str) -> Result<(), DownstreamError> {
-        self.read.acquire().await;
-        self.inner.disable_user(username).await
+        self.read.run(|| self.inner.disable_user(username)).await
     }
 
     async fn enable_user(&self, username: &str) -> Result<(), DownstreamError> {
-        self.read.acquire().await;
-        self.inner.enable_user(username).await
+        self.read.run(|| self.inner.enable_user(username)).await
     }
 
     // The guarded operations take every token they may need first, so that their calls run back
@@ -114,8 +216,9 @@ impl<D: Directory> Directory for RateLimitedDirectory<D> {
     // exist to close.
 
     async fn delete_if_never_used(&self, username: &str) -> Result<Removal, DownstreamError> {
-        acquire_many(&self.read, DELETE_CALLS).await;
-        self.inner.delete_if_never_used(username).await
+        self.read
+            .run_whole(DELETE_CALLS, || self.inner.delete_if_never_used(username))
+            .await
     }
 
     async fn rotate_if_never_used(
@@ -123,33 +226,40 @@ impl<D: Directory> Directory for RateLimitedDirectory<D> {
         username: &str,
         password: &TemporaryPassword,
     ) -> Result<Rotation, DownstreamError> {
-        acquire_many(&self.read, ROTATE_CALLS).await;
-        self.inner.rotate_if_never_used(username, password).await
+        self.read
+            .run_whole(ROTATE_CALLS, || {
+                self.inner.rotate_if_never_used(username, password)
+            })
+            .await
     }
 
     async fn lift_hold(&self, username: &str) -> Result<(), DownstreamError> {
-        acquire_many(&self.read, LIFT_CALLS).await;
-        self.inner.lift_hold(username).await
+        self.read
+            .run_whole(LIFT_CALLS, || self.inner.lift_hold(username))
+            .await
     }
 }
 
-/// A [`Mailer`] behind one token bucket (SES's sending rate, or an SMTP relay's).
+/// A [`Mailer`] behind one limiter (SES's sending rate, or an SMTP relay's).
 #[derive(Debug)]
 pub struct RateLimitedMailer<M> {
     inner: M,
-    bucket: TokenBucket,
+    limiter: Limiter,
 }
 
 impl<M: Mailer> RateLimitedMailer<M> {
-    pub fn new(inner: M, bucket: TokenBucket) -> Self {
-        Self { inner, bucket }
+    pub fn new(inner: M, limiter: impl Into<Limiter>) -> Self {
+        Self {
+            inner,
+            limiter: limiter.into(),
+        }
     }
 
-    /// The bucket from `[email]` `send_rate_per_second` and `send_burst`.
-    pub fn from_settings(inner: M, settings: &EmailSettings) -> Self {
+    /// From `[email]`: sends draw on the fleet's budget `email-send` of `send_rate_per_second`.
+    pub fn from_settings(inner: M, settings: &EmailSettings, budget: Arc<dyn RateBudget>) -> Self {
         Self::new(
             inner,
-            TokenBucket::new(settings.send_rate_per_second, settings.send_burst),
+            FleetLimiter::new(BUDGET_EMAIL_SEND, budget, settings.send_rate_per_second),
         )
     }
 
@@ -162,8 +272,7 @@ impl<M: Mailer> RateLimitedMailer<M> {
 #[async_trait]
 impl<M: Mailer> Mailer for RateLimitedMailer<M> {
     async fn send(&self, mail: &OutgoingMail) -> Result<String, DownstreamError> {
-        self.bucket.acquire().await;
-        self.inner.send(mail).await
+        self.limiter.run(|| self.inner.send(mail)).await
     }
 }
 
@@ -374,6 +483,79 @@ mod tests {
         assert!(
             elapsed >= Duration::from_millis(990) && elapsed <= Duration::from_millis(1010),
             "{elapsed:?}"
+        );
+    }
+
+    /// Answers the first `throttles` sends with a throttling error, then succeeds.
+    struct Throttling {
+        throttles: u32,
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Mailer for Throttling {
+        async fn send(&self, _mail: &OutgoingMail) -> Result<String, DownstreamError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if n < self.throttles {
+                return Err(DownstreamError::new(
+                    crate::error::Service::Ses,
+                    "SendEmail",
+                    crate::error::ErrorKind::Throttled,
+                    "Maximum sending rate exceeded",
+                ));
+            }
+            Ok("id".into())
+        }
+    }
+
+    fn any_mail() -> OutgoingMail {
+        OutgoingMail {
+            from: "no-reply@example.com".into(),
+            reply_to: None,
+            to: EmailAddress::parse("ada@example.com").unwrap(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "h".into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn fleet_mailer(throttles: u32) -> RateLimitedMailer<Throttling> {
+        let budget = std::sync::Arc::new(crate::adapters::memory::MemoryRateBudget::default());
+        let limiter = FleetLimiter::with_wall_clock(
+            BUDGET_EMAIL_SEND,
+            budget,
+            4.0,
+            crate::worker::fleet_budget::tokio_wall_clock(1_000_000.0),
+        );
+        RateLimitedMailer::new(
+            Throttling {
+                throttles,
+                calls: AtomicU32::new(0),
+            },
+            limiter,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_call_is_retried_through_the_limiter_and_slows_the_worker() {
+        let mailer = fleet_mailer(1);
+        mailer.send(&any_mail()).await.unwrap();
+        let Limiter::Fleet(fleet) = &mailer.limiter else {
+            unreachable!()
+        };
+        assert_eq!(mailer.inner().calls.load(Ordering::SeqCst), 2);
+        assert!(fleet.own_rate() < 4.0, "{}", fleet.own_rate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_gives_up_after_three_calls() {
+        let mailer = fleet_mailer(10);
+        let err = mailer.send(&any_mail()).await.unwrap_err();
+        assert!(err.is_throttle());
+        assert_eq!(
+            mailer.inner().calls.load(Ordering::SeqCst),
+            THROTTLE_ATTEMPTS
         );
     }
 }

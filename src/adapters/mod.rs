@@ -7,6 +7,7 @@ pub mod guarded;
 pub mod instrumented;
 pub mod limited;
 pub mod memory;
+pub mod no_throttle_retry;
 pub mod probe;
 pub mod profile_cache;
 pub mod ses;

@@ -10,6 +10,7 @@ use crate::ports::QueueMessage;
 
 pub mod backoff;
 mod deleter;
+pub mod fleet_budget;
 pub mod ratelimit;
 pub mod runner;
 pub mod stats;

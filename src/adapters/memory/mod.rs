@@ -1,6 +1,7 @@
 //! In-memory fakes of every port, for unit tests and the benchmark. Each can add latency per
 //! call and inject failures.
 
+pub mod budget;
 pub mod clock;
 pub mod directory;
 pub mod faults;
@@ -9,6 +10,7 @@ pub mod publisher;
 pub mod queue;
 pub mod store;
 
+pub use budget::MemoryRateBudget;
 pub use clock::ManualClock;
 pub use directory::MemoryDirectory;
 pub use faults::Faults;
