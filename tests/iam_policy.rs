@@ -1,6 +1,9 @@
-//! The worker's IAM policy in `deploy/cloudformation.yaml` grants exactly the AWS actions the
-//! code calls: every SDK operation called under `src/` is granted, and nothing is granted that
-//! no code calls.
+//! Each role's IAM policy in `deploy/cloudformation.yaml` grants exactly the AWS actions its
+//! commands call: `WorkerPolicy` what `run` calls, `SchedulerPolicy` what `cleanup` and
+//! `reconcile` call, `OperatorPolicy` what `dlq`, `enqueue`, `invites` and `config check` call.
+//! Every SDK call site under `src/` is assigned to the roles whose commands reach it
+//! ([`CALL_SITES`], by file and enclosing function); each policy grants the actions of its call
+//! sites and nothing else.
 //!
 //! How it works, without a YAML or Rust parser:
 //! - The Rust sources under `src/` are read as text (test modules and comments removed) and
@@ -8,13 +11,14 @@
 //!   snake_case operation names of the four SDK crates and the IAM actions each one needs.
 //!   `src/bootstrap.rs` and `src/bootstrap/` are skipped: bootstrap is an operator tool with its
 //!   own permissions (docs/deployment.md).
-//! - The `WorkerPolicy` resource of the template is cut out as text, and every `service:Action`
+//! - Each policy resource of the template is cut out as text, and every `service:Action`
 //!   under an `Action:` key is collected. CloudFormation short-form tags (`!If`, `!Sub`,
 //!   `!GetAtt`, `!Ref`) are only ever in resources and conditions, never in action names, so
 //!   they need no special handling; conditional statements count as granted.
 //!
-//! When the code starts calling a new operation, add it to [`OPERATIONS`] if it is not there and
-//! grant its action in the template. Until every module has landed, [`NOT_YET_CALLED`] lists
+//! When the code starts calling a new operation, add it to [`OPERATIONS`] if it is not there,
+//! assign its call site to the roles that reach it in [`CALL_SITES`], and grant its action in
+//! those roles' policies. Until every module has landed, [`NOT_YET_CALLED`] lists
 //! actions the policy grants ahead of the code that will call them.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -325,7 +329,102 @@ const AMBIGUOUS: &[&str] = &["query", "scan"];
 const NOT_YET_CALLED: &[(&str, &str)] = &[];
 
 const TEMPLATE: &str = "deploy/cloudformation.yaml";
-const POLICY_RESOURCE: &str = "WorkerPolicy";
+
+/// Who runs which commands, each with its own managed policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    /// `run`.
+    Worker,
+    /// `cleanup`, `reconcile`.
+    Scheduler,
+    /// `dlq`, `enqueue`, `invites`, `config check`.
+    Operator,
+}
+use Role::{Operator, Scheduler, Worker};
+
+/// Each role's policy resource in the template.
+const POLICIES: &[(Role, &str)] = &[
+    (Worker, "WorkerPolicy"),
+    (Scheduler, "SchedulerPolicy"),
+    (Operator, "OperatorPolicy"),
+];
+
+/// (file, enclosing function, the roles whose commands reach the SDK calls in it). Reviewed by
+/// hand from the commands' wiring: `run` builds the SQS queue adapter, the invite service
+/// (Cognito, DynamoDB, mail, lifecycle publisher); `cleanup`/`reconcile` build the invite service
+/// without the queue; `dlq`/`enqueue` build `ops::queue::SqsOps` (the queue adapter's
+/// `receive_from`/`send_batch`/`delete_from` on any queue URL); `invites` the DynamoDB store
+/// (load, query); `config check` its own reads and the Cognito pool profile.
+const CALL_SITES: &[(&str, &str, &[Role])] = &[
+    (
+        "src/adapters/cognito.rs",
+        "describe",
+        &[Worker, Scheduler, Operator],
+    ),
+    (
+        "src/adapters/cognito.rs",
+        "create_user",
+        &[Worker, Scheduler],
+    ),
+    ("src/adapters/cognito.rs", "get_user", &[Worker, Scheduler]),
+    (
+        "src/adapters/cognito.rs",
+        "set_temporary_password",
+        &[Worker, Scheduler],
+    ),
+    (
+        "src/adapters/cognito.rs",
+        "delete_user",
+        &[Worker, Scheduler],
+    ),
+    (
+        "src/adapters/cognito.rs",
+        "add_user_to_group",
+        &[Worker, Scheduler],
+    ),
+    (
+        "src/adapters/dynamo.rs",
+        "load",
+        &[Worker, Scheduler, Operator],
+    ),
+    ("src/adapters/dynamo.rs", "save", &[Worker, Scheduler]),
+    (
+        "src/adapters/dynamo.rs",
+        "query",
+        &[Worker, Scheduler, Operator],
+    ),
+    ("src/adapters/ses.rs", "send", &[Worker, Scheduler]),
+    (
+        "src/adapters/sqs_publisher.rs",
+        "publish",
+        &[Worker, Scheduler],
+    ),
+    ("src/adapters/sqs.rs", "receive_from", &[Worker, Operator]),
+    ("src/adapters/sqs.rs", "delete_from", &[Worker, Operator]),
+    ("src/adapters/sqs.rs", "send_batch", &[Operator]),
+    ("src/adapters/sqs.rs", "change_visibility", &[Worker]),
+    ("src/adapters/sqs.rs", "dead_letter", &[Worker]),
+    ("src/adapters/sqs.rs", "messages_left", &[Worker]),
+    ("src/ops/queue.rs", "set_visibility", &[Operator]),
+    ("src/cli/check.rs", "check", &[Operator]),
+];
+
+/// (policy, statement Sid, actions that statement must not grant): the rights the split is for.
+const FORBIDDEN: &[(&str, &str, &[&str])] = &[
+    // A compromised worker cannot inject invite events...
+    ("WorkerPolicy", "InboundQueue", &["sqs:SendMessage"]),
+    // ...nor read, replay or purge dead letters.
+    (
+        "WorkerPolicy",
+        "DeadLetterQueue",
+        &[
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+        ],
+    ),
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -451,6 +550,8 @@ fn is_test_file(relative: &Path) -> bool {
 struct Call {
     file: String,
     line: usize,
+    /// The function the call is in (the last `fn name` before it).
+    function: String,
     operation: &'static str,
     actions: &'static [&'static str],
 }
@@ -482,6 +583,7 @@ fn calls_in_sources() -> Vec<Call> {
                     calls.push(Call {
                         file: relative.display().to_string(),
                         line: index + 1,
+                        function: enclosing_fn(&text, index),
                         operation,
                         actions,
                     });
@@ -490,6 +592,33 @@ fn calls_in_sources() -> Vec<Call> {
         }
     }
     calls
+}
+
+/// The name in the last `fn name` at or before line `index` (0-based) of `text`.
+fn enclosing_fn(text: &str, index: usize) -> String {
+    let lines: Vec<&str> = text.lines().take(index + 1).collect();
+    lines
+        .iter()
+        .rev()
+        .find_map(|line| {
+            let (_, rest) = line.split_once("fn ")?;
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .unwrap_or_default()
+}
+
+/// The actions of the statement with `Sid: sid` in a policy section.
+fn statement_actions(policy: &str, sid: &str) -> BTreeSet<String> {
+    let start = policy
+        .find(&format!("Sid: {sid}\n"))
+        .unwrap_or_else(|| panic!("no statement {sid}"));
+    let rest = &policy[start + 4..];
+    let end = rest.find("Sid: ").unwrap_or(rest.len());
+    granted_actions(&rest[..end])
 }
 
 /// `line` calls the operation: `needle` is `.op()`, so a longer name (`.send_message_batch()`,
@@ -584,76 +713,118 @@ fn collect_actions(text: &str, out: &mut BTreeSet<String>) {
     }
 }
 
+/// The roles of a call site, from [`CALL_SITES`].
+fn roles_of(call: &Call) -> Option<&'static [Role]> {
+    CALL_SITES
+        .iter()
+        .find(|(file, function, _)| *file == call.file && *function == call.function)
+        .map(|(_, _, roles)| *roles)
+}
+
 #[test]
-fn the_worker_policy_grants_exactly_what_the_code_calls() {
+fn every_sdk_call_site_is_assigned_to_the_roles_that_reach_it() {
     let calls = calls_in_sources();
-    let mut called: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for call in &calls {
-        for action in call.actions {
-            called
-                .entry(action.to_string())
-                .or_default()
-                .push(format!("{}:{} .{}()", call.file, call.line, call.operation));
-        }
-    }
-
-    let template = fs::read_to_string(root().join(TEMPLATE)).expect("read the template");
-    let granted = granted_actions(resource_section(&template, POLICY_RESOURCE));
-
-    println!("Actions the code calls ({}):", called.len());
-    for (action, sites) in &called {
-        println!("  {action:<36} {}", sites.join(", "));
-    }
-    println!("Actions {POLICY_RESOURCE} grants ({}):", granted.len());
-    for action in &granted {
-        println!("  {action}");
-    }
-
-    let wildcards: Vec<_> = granted.iter().filter(|a| a.contains('*')).collect();
+    let unassigned: Vec<String> = calls
+        .iter()
+        .filter(|c| roles_of(c).is_none())
+        .map(|c| format!("{}:{} {}() .{}()", c.file, c.line, c.function, c.operation))
+        .collect();
     assert!(
-        wildcards.is_empty(),
-        "the worker policy grants wildcard actions: {wildcards:?}"
+        unassigned.is_empty(),
+        "SDK calls in no entry of CALL_SITES in tests/iam_policy.rs: {unassigned:?}\n\
+         (add (file, function, roles) for each, and grant its actions in those roles' policies)"
     );
-
-    let missing: Vec<_> = called.keys().filter(|a| !granted.contains(*a)).collect();
-    assert!(
-        missing.is_empty(),
-        "the code calls actions the worker policy in {TEMPLATE} does not grant: {missing:?}\n\
-         (grant them in {POLICY_RESOURCE}, or move the call to an operator tool)"
-    );
-
-    let pending: BTreeMap<&str, &str> = NOT_YET_CALLED.iter().copied().collect();
-    let stale: Vec<_> = pending
-        .keys()
-        .filter(|a| called.contains_key(**a))
+    let stale: Vec<_> = CALL_SITES
+        .iter()
+        .filter(|(file, function, _)| {
+            !calls
+                .iter()
+                .any(|c| c.file == *file && c.function == *function)
+        })
+        .map(|(file, function, _)| format!("{file} {function}()"))
         .collect();
     assert!(
         stale.is_empty(),
-        "these actions are called now; delete them from NOT_YET_CALLED in tests/iam_policy.rs: {stale:?}"
+        "CALL_SITES entries with no SDK call any more: {stale:?}"
     );
-    if !pending.is_empty() {
-        println!(
-            "Granted ahead of the code (NOT_YET_CALLED, {}):",
-            pending.len()
-        );
-        for (action, caller) in &pending {
-            println!("  {action:<36} {caller}");
+}
+
+#[test]
+fn each_role_policy_grants_exactly_what_its_commands_call() {
+    let calls = calls_in_sources();
+    let template = fs::read_to_string(root().join(TEMPLATE)).expect("read the template");
+    let pending: BTreeMap<&str, &str> = NOT_YET_CALLED.iter().copied().collect();
+    let mut failures = Vec::new();
+    for (role, resource) in POLICIES {
+        let mut called: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for call in calls
+            .iter()
+            .filter(|c| roles_of(c).is_some_and(|r| r.contains(role)))
+        {
+            for action in call.actions {
+                called
+                    .entry(action.to_string())
+                    .or_default()
+                    .push(format!("{}:{} .{}()", call.file, call.line, call.operation));
+            }
+        }
+        let granted = granted_actions(resource_section(&template, resource));
+        println!("{resource} ({role:?}): the code calls {}", called.len());
+        for (action, sites) in &called {
+            let mark = if granted.contains(action) { " " } else { "!" };
+            println!(" {mark} {action:<36} {}", sites.join(", "));
+        }
+        let wildcards: Vec<_> = granted.iter().filter(|a| a.contains('*')).collect();
+        if !wildcards.is_empty() {
+            failures.push(format!("{resource} grants wildcard actions: {wildcards:?}"));
+        }
+        let missing: Vec<_> = called.keys().filter(|a| !granted.contains(*a)).collect();
+        if !missing.is_empty() {
+            failures.push(format!(
+                "{resource} lacks actions its commands call: {missing:?} (grant them, or fix CALL_SITES)"
+            ));
+        }
+        let beyond: Vec<_> = granted
+            .iter()
+            .filter(|a| !called.contains_key(*a) && !pending.contains_key(a.as_str()))
+            .collect();
+        if !beyond.is_empty() {
+            failures.push(format!(
+                "{resource} grants actions none of its commands call: {beyond:?}"
+            ));
         }
     }
-    let beyond: Vec<_> = granted
-        .iter()
-        .filter(|a| !called.contains_key(*a) && !pending.contains_key(a.as_str()))
+    let stale: Vec<_> = pending
+        .keys()
+        .filter(|a| calls.iter().any(|c| c.actions.contains(a)))
         .collect();
-    assert!(
-        beyond.is_empty(),
-        "the worker policy in {TEMPLATE} grants actions no code calls: {beyond:?}\n\
-         (remove them, or, while the calling module is still being merged, list them in NOT_YET_CALLED)"
+    if !stale.is_empty() {
+        failures.push(format!(
+            "these actions are called now; delete them from NOT_YET_CALLED: {stale:?}"
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_worker_cannot_inject_events_or_touch_dead_letters() {
+    let template = fs::read_to_string(root().join(TEMPLATE)).expect("read the template");
+    for (resource, sid, forbidden) in FORBIDDEN {
+        let actions = statement_actions(resource_section(&template, resource), sid);
+        let granted: Vec<_> = forbidden.iter().filter(|a| actions.contains(**a)).collect();
+        assert!(
+            granted.is_empty(),
+            "{resource} statement {sid} grants {granted:?}"
+        );
+    }
+    // The statement cutter reads what it should.
+    let worker = resource_section(&template, "WorkerPolicy");
+    assert_eq!(
+        statement_actions(worker, "DeadLetterQueue"),
+        BTreeSet::from(["sqs:SendMessage".to_string()])
     );
-    let unknown: Vec<_> = pending.keys().filter(|a| !granted.contains(**a)).collect();
-    assert!(
-        unknown.is_empty(),
-        "NOT_YET_CALLED lists actions the policy does not grant: {unknown:?}"
-    );
+    let operator = resource_section(&template, "OperatorPolicy");
+    assert!(statement_actions(operator, "InboundQueue").contains("sqs:SendMessage"));
 }
 
 #[test]

@@ -489,12 +489,18 @@ mod tests {
             version: "t",
             seconds_since_progress: 0.0,
         });
-        assert!(text.contains(
-            "invite_worker_downstream_call_duration_seconds_bucket{service=\"smtp\",operation=\"send\",le=\"0.05\"} 2\n"
-        ));
-        assert!(text.contains(
-            "invite_worker_downstream_call_duration_seconds_bucket{service=\"smtp\",operation=\"send\",le=\"0.025\"} 0\n"
-        ));
+        assert!(
+            text.contains(
+                "invite_worker_downstream_call_duration_seconds_bucket{le=\"0.05\",service=\"smtp\",operation=\"send\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "invite_worker_downstream_call_duration_seconds_bucket{le=\"0.025\",service=\"smtp\",operation=\"send\"} 0\n"
+            ),
+            "{text}"
+        );
     }
 
     fn invite(version: u64, status: InviteStatus) -> Invite {

@@ -1,15 +1,25 @@
-//! A deliberately tiny HTTP/1.1 server for `/healthz`, `/readyz` and `/metrics`: it reads the
-//! request head (at most [`MAX_REQUEST_BYTES`], within [`READ_TIMEOUT`]), looks only at the
-//! request line, answers with `Content-Length` and `Connection: close`, and closes. No
-//! keep-alive, no bodies, no TLS: bind it to loopback or a private interface
-//! (`http.listen = "0.0.0.0:9090"` exposes it to every network the host is on).
+//! The HTTP/1.1 listener for `/healthz`, `/readyz` and `/metrics`, served by hyper: one request
+//! per connection (`Connection: close`), no bodies, no TLS: bind it to loopback or a private
+//! interface (`http.listen = "0.0.0.0:9090"` exposes it to every network the host is on).
+//!
+//! It cannot be starved by clients that connect and say nothing, or trickle their request:
+//! each has [`HEADER_READ_TIMEOUT`] to send its request head and [`CONNECTION_DEADLINE`] in all,
+//! up to [`MAX_CONNECTIONS`] are served at once, and past that new connections wait in the
+//! listen backlog until a slot frees (answered late, never closed unanswered).
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -17,37 +27,31 @@ use tokio::task::JoinHandle;
 use super::health::{Health, Verdict};
 use super::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 
-/// The largest request head accepted; anything longer gets 431.
+/// The largest request head accepted (hyper's smallest buffer); a longer one gets 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// The time a client has to send its whole request head; a slower one gets 408.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// The time a client has to take the answer.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long, and how much, a closing connection reads and drops what the client still sends.
-const LINGER: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 64 * 1024;
-/// Connections served at once; more are closed at once.
-const MAX_CONNECTIONS: usize = 32;
+/// The time a client has to send its whole request head; a slower one is disconnected.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a connection is kept, however slowly its client reads the answer.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the listen backlog for a free slot.
+pub const MAX_CONNECTIONS: usize = 512;
 
-/// Why a request could not be read or understood.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
-    #[error("request head larger than {MAX_REQUEST_BYTES} bytes")]
-    TooLarge,
-    #[error("malformed request: {0}")]
-    Malformed(&'static str),
-    #[error("request not received within the read timeout")]
-    Timeout,
-    #[error("connection closed before a request")]
-    Closed,
+/// How many connections the listener serves at once and how long each may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub connection_deadline: Duration,
 }
 
-/// The parts of a request line this server uses.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestLine {
-    pub method: String,
-    /// The path without query string.
-    pub path: String,
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            connection_deadline: CONNECTION_DEADLINE,
+        }
+    }
 }
 
 /// The running listener; dropping it stops serving.
@@ -60,9 +64,14 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `listen` (`host:port`; port 0 picks a free one) and serves `health` on it.
     pub async fn bind(listen: &str, health: Arc<Health>) -> io::Result<Self> {
+        Self::bind_with(listen, health, Limits::default()).await
+    }
+
+    /// [`HttpServer::bind`] with other limits.
+    pub async fn bind_with(listen: &str, health: Arc<Health>, limits: Limits) -> io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(accept_loop(listener, health));
+        let task = tokio::spawn(accept_loop(listener, health, limits));
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
         Ok(Self { addr, task })
     }
@@ -79,11 +88,21 @@ impl Drop for HttpServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, health: Arc<Health>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn accept_loop(listener: TcpListener, health: Arc<Health>, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(false)
+        .title_case_headers(true)
+        .max_buf_size(MAX_REQUEST_BYTES);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+        // A slot first, then the connection: past the limit, clients wait in the backlog.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little rather than spin.
                 tracing::warn!(error = %e, "accepting an HTTP connection failed");
@@ -91,222 +110,79 @@ async fn accept_loop(listener: TcpListener, health: Arc<Health>) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "too many HTTP connections; closing one");
-            continue;
-        };
-        let health = health.clone();
+        let (health, http) = (health.clone(), http.clone());
         tokio::spawn(async move {
-            serve_connection(stream, &health).await;
+            serve_connection(stream, health, &http, limits.connection_deadline).await;
             drop(slot);
         });
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, health: &Health) {
-    let response = match read_head(&mut stream, MAX_REQUEST_BYTES, READ_TIMEOUT).await {
-        Ok(head) => match parse_request_line(&head) {
-            Ok(request) => route(health, &request),
-            Err(e) => error_response(&e),
-        },
-        Err(RequestError::Closed) => return,
-        Err(e) => error_response(&e),
-    };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
-        stream.write_all(&response).await?;
-        stream.shutdown().await
-    })
-    .await;
-    // Closing with unread input makes the kernel reset the connection, which can destroy the
-    // answer before the client reads it: read (and drop) what is left first, briefly.
-    let _ = tokio::time::timeout(LINGER, async {
-        let mut sink = [0u8; 1024];
-        let mut left = LINGER_BYTES;
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    })
-    .await;
-}
-
-/// Reads until the blank line that ends a request head. The timeout covers the whole head, so
-/// a client trickling bytes cannot hold a connection longer than that.
-pub async fn read_head<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-    timeout: Duration,
-) -> Result<Vec<u8>, RequestError> {
-    let read = async {
-        let mut head = Vec::with_capacity(512);
-        let mut chunk = [0u8; 1024];
-        loop {
-            let n = reader
-                .read(&mut chunk)
-                .await
-                .map_err(|_| RequestError::Closed)?;
-            if n == 0 {
-                // A client that sent a request line and closed its side still gets an answer.
-                return if head.contains(&b'\n') {
-                    Ok(head)
-                } else if head.is_empty() {
-                    Err(RequestError::Closed)
-                } else {
-                    Err(RequestError::Malformed("incomplete request line"))
-                };
-            }
-            head.extend_from_slice(&chunk[..n]);
-            if let Some(end) = head_end(&head) {
-                if end > max {
-                    return Err(RequestError::TooLarge);
-                }
-                head.truncate(end);
-                return Ok(head);
-            }
-            if head.len() > max {
-                return Err(RequestError::TooLarge);
-            }
-        }
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or(Err(RequestError::Timeout))
-}
-
-/// The length of the head including its terminating blank line, once it is complete.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+async fn serve_connection(
+    stream: TcpStream,
+    health: Arc<Health>,
+    http: &http1::Builder,
+    deadline: Duration,
+) {
+    let service = service_fn(move |request: Request<Incoming>| {
+        let response = route(&health, request.method(), request.uri().path());
+        async move { Ok::<_, Infallible>(response) }
+    });
+    match tokio::time::timeout(
+        deadline,
+        http.serve_connection(TokioIo::new(stream), service),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "HTTP connection ended with an error"),
+        Err(_) => tracing::debug!("HTTP connection closed at its deadline"),
     }
 }
 
-/// Parses `METHOD SP request-target SP HTTP/1.x` from the first line of `head`.
-pub fn parse_request_line(head: &[u8]) -> Result<RequestLine, RequestError> {
-    let line = head
-        .split(|b| *b == b'\n')
-        .next()
-        .ok_or(RequestError::Malformed("empty request"))?;
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let line = std::str::from_utf8(line).map_err(|_| RequestError::Malformed("not text"))?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(RequestError::Malformed(
-            "request line is not METHOD TARGET VERSION",
-        ));
-    };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(RequestError::Malformed("bad method"));
-    }
-    if !target.starts_with('/') || target.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-        return Err(RequestError::Malformed("bad request target"));
-    }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(RequestError::Malformed("unsupported HTTP version"));
-    }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    Ok(RequestLine {
-        method: method.to_string(),
-        path: path.to_string(),
-    })
-}
-
-/// The answer to a well-formed request.
-fn route(health: &Health, request: &RequestLine) -> Vec<u8> {
-    let head_only = request.method == "HEAD";
-    if request.method != "GET" && !head_only {
-        return response(
-            405,
+/// The answer to a request.
+fn route(health: &Health, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = response(
+            StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
-            b"method not allowed\n",
-            &[("Allow", "GET, HEAD")],
-            false,
+            "method not allowed\n",
         );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
     }
     let json = |v: Verdict| {
-        let mut body = v.body.to_string().into_bytes();
-        body.push(b'\n');
-        response(
-            if v.ok { 200 } else { 503 },
-            "application/json",
-            &body,
-            &[],
-            head_only,
-        )
+        let status = if v.ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        response(status, "application/json", format!("{}\n", v.body))
     };
-    match request.path.as_str() {
+    match path {
         "/healthz" => json(health.liveness()),
         "/readyz" => json(health.readiness()),
-        "/metrics" => response(
-            200,
-            METRICS_CONTENT_TYPE,
-            health.metrics().as_bytes(),
-            &[],
-            head_only,
-        ),
+        "/metrics" => response(StatusCode::OK, METRICS_CONTENT_TYPE, health.metrics()),
         _ => response(
-            404,
+            StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
-            b"not found\n",
-            &[],
-            head_only,
+            "not found\n",
         ),
     }
-}
-
-fn error_response(error: &RequestError) -> Vec<u8> {
-    tracing::debug!(error = %error, "bad HTTP request");
-    let status = match error {
-        RequestError::TooLarge => 431,
-        RequestError::Timeout => 408,
-        RequestError::Malformed(_) | RequestError::Closed => 400,
-    };
-    let body = format!("{error}\n");
-    response(
-        status,
-        "text/plain; charset=utf-8",
-        body.as_bytes(),
-        &[],
-        false,
-    )
 }
 
 fn response(
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    extra: &[(&str, &str)],
-    head_only: bool,
-) -> Vec<u8> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in extra {
-        out.push_str(&format!("{name}: {value}\r\n"));
-    }
-    out.push_str("\r\n");
-    let mut out = out.into_bytes();
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-    out
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    let headers = r.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 #[cfg(test)]
@@ -314,131 +190,7 @@ mod tests {
     use super::*;
     use crate::observe::Observer;
     use crate::worker::WorkerStats;
-
-    fn line(method: &str, path: &str) -> RequestLine {
-        RequestLine {
-            method: method.into(),
-            path: path.into(),
-        }
-    }
-
-    #[test]
-    fn parses_request_lines() {
-        assert_eq!(
-            parse_request_line(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Ok(line("GET", "/metrics"))
-        );
-        assert_eq!(
-            parse_request_line(b"HEAD /healthz?verbose=1 HTTP/1.0\n\n"),
-            Ok(line("HEAD", "/healthz"))
-        );
-        assert_eq!(
-            parse_request_line(b"POST /readyz HTTP/1.1\r\n\r\n"),
-            Ok(line("POST", "/readyz"))
-        );
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        for garbage in [
-            &b""[..],
-            b"\r\n\r\n",
-            b"GET\r\n\r\n",
-            b"GET /metrics\r\n\r\n",
-            b"GET  /metrics HTTP/1.1\r\n\r\n",
-            b"get /metrics HTTP/1.1\r\n\r\n",
-            b"GET metrics HTTP/1.1\r\n\r\n",
-            b"GET http://x/metrics HTTP/1.1\r\n\r\n",
-            b"GET /metrics HTTP/2\r\n\r\n",
-            b"GET /metrics HTTP/1.1 extra\r\n\r\n",
-            b"GET /m\x01x HTTP/1.1\r\n\r\n",
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
-            b"GET /\xff\xfe HTTP/1.1\r\n\r\n",
-        ] {
-            assert!(
-                matches!(parse_request_line(garbage), Err(RequestError::Malformed(_))),
-                "{garbage:?}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn reads_the_head_up_to_the_blank_line() {
-        let (mut client, mut server) = tokio::io::duplex(64);
-        let writer = tokio::spawn(async move {
-            for part in [
-                &b"GET /metr"[..],
-                b"ics HTTP/1.1\r\nHost: a\r",
-                b"\n\r\nBODY",
-            ] {
-                client.write_all(part).await.unwrap();
-            }
-            client
-        });
-        let head = read_head(&mut server, 1024, Duration::from_secs(1))
-            .await
-            .unwrap();
-        assert_eq!(head, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
-        drop(writer.await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn oversized_heads_are_refused() {
-        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
-        client
-            .write_all(format!("GET /{} HTTP/1.1\r\n", "a".repeat(10_000)).as_bytes())
-            .await
-            .unwrap();
-        assert_eq!(
-            read_head(&mut server, MAX_REQUEST_BYTES, Duration::from_secs(1)).await,
-            Err(RequestError::TooLarge)
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn slow_clients_time_out_even_when_they_trickle() {
-        let (mut client, mut server) = tokio::io::duplex(1024);
-        let trickle = tokio::spawn(async move {
-            for _ in 0..100 {
-                if client.write_all(b"X").await.is_err() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
-        let started = tokio::time::Instant::now();
-        assert_eq!(
-            read_head(&mut server, MAX_REQUEST_BYTES, READ_TIMEOUT).await,
-            Err(RequestError::Timeout)
-        );
-        assert_eq!(started.elapsed(), READ_TIMEOUT);
-        drop(server);
-        trickle.await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn closed_and_truncated_connections() {
-        let (client, mut server) = tokio::io::duplex(64);
-        drop(client);
-        assert_eq!(
-            read_head(&mut server, 1024, Duration::from_secs(1)).await,
-            Err(RequestError::Closed)
-        );
-        let (mut client, mut server) = tokio::io::duplex(64);
-        client
-            .write_all(b"GET /healthz HTTP/1.0\r\n")
-            .await
-            .unwrap();
-        drop(client);
-        let head = read_head(&mut server, 1024, Duration::from_secs(1))
-            .await
-            .unwrap();
-        assert_eq!(
-            parse_request_line(&head),
-            Ok(line("GET", "/healthz")),
-            "a request line without the blank line is still answered"
-        );
-    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
         let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -452,15 +204,19 @@ mod tests {
         response.split(' ').nth(1).unwrap_or("")
     }
 
-    #[tokio::test]
-    async fn serves_the_endpoints() {
-        let stats = Arc::new(WorkerStats::default());
-        let health = Arc::new(Health::new(
+    fn health(stats: &Arc<WorkerStats>) -> Arc<Health> {
+        Arc::new(Health::new(
             stats.clone(),
             Arc::new(Observer::default()),
             Duration::from_secs(60),
             "9.9.9",
-        ));
+        ))
+    }
+
+    #[tokio::test]
+    async fn serves_the_endpoints() {
+        let stats = Arc::new(WorkerStats::default());
+        let health = health(&stats);
         let server = HttpServer::bind("127.0.0.1:0", health).await.unwrap();
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
@@ -481,8 +237,10 @@ mod tests {
 
         let r = exchange(addr, get("/metrics").as_bytes()).await;
         assert_eq!(status_of(&r), "200");
-        assert!(r.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+        assert!(r.contains(&format!("Content-Type: {METRICS_CONTENT_TYPE}\r\n")));
         assert!(r.contains("invite_worker_build_info{version=\"9.9.9\"} 1\n"));
+        let r = exchange(addr, get("/healthz?verbose=1").as_bytes()).await;
+        assert_eq!(status_of(&r), "200", "the query string is ignored: {r}");
 
         let r = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
         assert_eq!(status_of(&r), "200");
@@ -510,5 +268,95 @@ mod tests {
             status_of(&exchange(addr, get("/healthz").as_bytes()).await),
             "200"
         );
+    }
+
+    /// Opens `n` connections that send nothing, and `n` that trickle a request head one byte
+    /// every 100 ms, and keeps them open until the returned task is aborted.
+    async fn hog(addr: SocketAddr, n: usize) -> (Vec<TcpStream>, JoinHandle<()>) {
+        let mut idle = Vec::with_capacity(n);
+        let mut slow = Vec::with_capacity(n);
+        for _ in 0..n {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+            slow.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let trickle = tokio::spawn(async move {
+            let head = b"GET /metrics HTTP/1.1\r\nX-Slow: ".repeat(100);
+            for byte in head {
+                for stream in slow.iter_mut() {
+                    let _ = stream.write_all(&[byte]).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        (idle, trickle)
+    }
+
+    /// A liveness probe answers within a second while 200 other connections hold the listener
+    /// (the kubelet's default probe timeout is one second).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn healthz_answers_while_200_connections_are_idle_or_slow() {
+        let stats = Arc::new(WorkerStats::default());
+        let server = HttpServer::bind("127.0.0.1:0", health(&stats))
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let (idle, trickle) = hog(addr, 100).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let r = tokio::time::timeout(
+                Duration::from_secs(5),
+                exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
+            )
+            .await
+            .expect("an answer within 5 s");
+            let took = started.elapsed();
+            assert_eq!(status_of(&r), "200", "{r}");
+            slowest = slowest.max(took);
+        }
+        println!("/healthz with 200 idle or slow connections open: slowest of 5 took {slowest:?}");
+        assert!(slowest < Duration::from_secs(1), "took {slowest:?}");
+        trickle.abort();
+        drop(idle);
+    }
+
+    /// Past the connection limit, a client waits for a slot (freed here by the header-read
+    /// timeout of an idle connection) and is answered; it is never closed unanswered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_past_the_limit_wait_for_a_slot() {
+        let stats = Arc::new(WorkerStats::default());
+        let limits = Limits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(300),
+            connection_deadline: Duration::from_secs(5),
+        };
+        let server = HttpServer::bind_with("127.0.0.1:0", health(&stats), limits)
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let idle = [
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
+        )
+        .await
+        .expect("an answer within 5 s");
+        assert_eq!(status_of(&r), "200", "{r}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "it waited for a slot: {:?}",
+            started.elapsed()
+        );
+        // The idle connections were closed by the header-read timeout.
+        for mut stream in idle {
+            let mut buf = Vec::new();
+            let _ = stream.read_to_end(&mut buf).await;
+        }
     }
 }

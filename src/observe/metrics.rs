@@ -1,19 +1,26 @@
-//! The `/metrics` page: Prometheus text exposition format 0.0.4, written by hand from the
-//! worker's [`WorkerStats`], the downstream call counters the instrumented adapters keep
-//! ([`DownstreamMetrics`]) and the circuit breakers. Every label value is a code from this crate
-//! (service, operation, outcome, reason, status): never an address, a name or a secret.
+//! The `/metrics` page: OpenMetrics text, encoded by `prometheus-client` from the worker's
+//! [`WorkerStats`], the downstream call counters the instrumented adapters keep
+//! ([`DownstreamMetrics`]) and the circuit breakers. The counters stay plain atomics (the run
+//! summary and the tests read them too); each scrape copies them into a [`Page`], which the
+//! crate's encoder writes (names, `# HELP`/`# TYPE`, label escaping, cumulative buckets,
+//! `# EOF`). Every label value is a code from this crate (service, operation, outcome, reason,
+//! status): never an address, a name or a secret.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
 use super::circuit::CircuitBreakers;
 use crate::error::{DownstreamError, ErrorKind, Service};
-use crate::worker::stats::{LatencyHistogram, WorkerStats};
+use crate::worker::stats::{LatencyHistogram, StatsSnapshot, WorkerStats};
 
-/// The `Content-Type` of the exposition.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` of the exposition (OpenMetrics 1.0 text; Prometheus reads it natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Every metric's name starts with this.
 pub const PREFIX: &str = "invite_worker_";
 /// Label values longer than this are cut (they are codes; this only guards against surprises).
@@ -134,310 +141,345 @@ pub struct MetricsSources<'a> {
     pub seconds_since_progress: f64,
 }
 
-/// Renders the whole exposition.
+/// Renders the whole exposition, ending with `# EOF`.
 pub fn render(src: &MetricsSources<'_>) -> String {
-    let mut out = Exposition::default();
-    let s = src.stats.snapshot();
-
-    out.family(
-        "build_info",
-        "gauge",
-        "Always 1; the version label says which build is running.",
-    );
-    out.sample("build_info", &[("version", src.version)], 1);
-
-    out.counter(
-        "messages_received_total",
-        "Messages received from the inbound queue.",
-        s.received,
-    );
-    out.counter(
-        "empty_receives_total",
-        "Receives that returned no message.",
-        s.empty_receives,
-    );
-    out.counter(
-        "receive_errors_total",
-        "Receives that failed (the worker backs off and tries again).",
-        s.receive_errors,
-    );
-    out.gauge_value(
-        "in_flight",
-        "Messages being handled right now.",
-        s.in_flight as f64,
-    );
-
-    out.family(
-        "messages_processed_total",
-        "counter",
-        "Handled messages by outcome: an ack outcome code, retry or dead_letter.",
-    );
-    for (outcome, n) in src.stats.ack_outcomes() {
-        out.sample("messages_processed_total", &[("outcome", outcome)], n);
-    }
-    out.sample(
-        "messages_processed_total",
-        &[("outcome", "retry")],
-        s.retried,
-    );
-    out.sample(
-        "messages_processed_total",
-        &[("outcome", "dead_letter")],
-        s.dead_lettered,
-    );
-
-    out.histogram(
-        "handler_duration_seconds",
-        "Time from a handler's start to its answer.",
-        &[],
-        &src.stats.latency,
-    );
-
-    out.counter(
-        "retries_total",
-        "Messages left on the queue to be retried after a backoff delay.",
-        s.retried,
-    );
-    out.family(
-        "dead_letters_total",
-        "counter",
-        "Messages sent to the dead-letter queue, by reason code.",
-    );
-    for (reason, n) in &src.stats.dead_letter_reasons() {
-        out.sample("dead_letters_total", &[("reason", reason)], *n);
-    }
-    out.counter(
-        "dead_letter_failures_total",
-        "Dead-letter sends that failed (the message stays on the queue and comes back).",
-        s.dead_letter_failures,
-    );
-    out.counter(
-        "messages_released_total",
-        "Messages handed back unhandled: FIFO followers of a failure, work abandoned at shutdown.",
-        s.released,
-    );
-    out.counter(
-        "visibility_extensions_total",
-        "Heartbeats that extended a message's visibility while it was handled.",
-        s.visibility_extensions,
-    );
-    out.counter(
-        "delete_failures_total",
-        "Handled messages whose delete failed (they will be delivered again).",
-        s.delete_failures,
-    );
-    out.counter(
-        "handler_panics_total",
-        "Handlers that panicked (each message is retried).",
-        s.handler_panics,
-    );
-    out.counter(
-        "handler_timeouts_total",
-        "Handlers that ran past worker.handler_timeout_seconds (each message is retried).",
-        s.handler_timeouts,
-    );
-    out.gauge_value(
-        "seconds_since_progress",
-        "Seconds since the poll loop last made progress (a receive answered, a message settled, a deliberate pause).",
-        src.seconds_since_progress,
-    );
-
-    let calls = src.downstream.calls();
-    out.family(
-        "downstream_calls_total",
-        "counter",
-        "Calls to Cognito, SES/SMTP and DynamoDB by operation and result.",
-    );
-    for ((service, operation, result), n) in &calls {
-        out.sample(
-            "downstream_calls_total",
-            &[
-                ("service", service.as_str()),
-                ("operation", operation),
-                ("result", result.as_str()),
-            ],
-            *n,
-        );
-    }
-    out.family(
-        "downstream_call_duration_seconds",
-        "histogram",
-        "Duration of calls to Cognito, SES/SMTP and DynamoDB (after any rate-limit wait).",
-    );
-    for ((service, operation), histogram) in locked(&src.downstream.durations).iter() {
-        out.histogram_samples(
-            "downstream_call_duration_seconds",
-            &[("service", service.as_str()), ("operation", operation)],
-            histogram,
-        );
-    }
-    out.family(
-        "downstream_throttles_total",
-        "counter",
-        "Calls a downstream service refused because of throttling or a quota.",
-    );
-    let mut throttles: BTreeMap<Service, u64> = src
-        .circuits
-        .states()
-        .into_iter()
-        .map(|(service, _)| (service, 0))
-        .collect();
-    for ((service, _, result), n) in &calls {
-        if *result == CallResult::Throttled {
-            *throttles.entry(*service).or_default() += n;
-        }
-    }
-    for (service, n) in throttles {
-        out.sample(
-            "downstream_throttles_total",
-            &[("service", service.as_str())],
-            n,
-        );
-    }
-
-    out.family(
-        "invite_transitions_total",
-        "counter",
-        "Invite status changes written to the store, by new status.",
-    );
-    for (to, n) in src.downstream.transitions() {
-        out.sample("invite_transitions_total", &[("to", to)], n);
-    }
-
-    out.family(
-        "circuit_open",
-        "gauge",
-        "1 while a service's circuit breaker is open or half-open (receiving paused), else 0.",
-    );
-    for (service, state) in src.circuits.states() {
-        out.sample(
-            "circuit_open",
-            &[("service", service.as_str())],
-            u64::from(state.is_tripped()),
-        );
-    }
-    out.finish()
-}
-
-/// A writer for the text format: `# HELP` and `# TYPE` once per family, then its samples.
-#[derive(Default)]
-pub struct Exposition {
-    out: String,
-}
-
-impl Exposition {
-    /// Starts a metric family.
-    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {PREFIX}{name} {}", escape_help(help));
-        let _ = writeln!(self.out, "# TYPE {PREFIX}{name} {kind}");
-    }
-
-    /// One sample line of an integer value.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        self.line(name, labels, &value.to_string());
-    }
-
-    fn line(&mut self, name: &str, labels: &[(&str, &str)], value: &str) {
-        self.out.push_str(PREFIX);
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (key, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{key}=\"{}\"", escape_label_value(v));
-            }
-            self.out.push('}');
-        }
-        self.out.push(' ');
-        self.out.push_str(value);
-        self.out.push('\n');
-    }
-
-    /// A counter family with one unlabelled sample.
-    pub fn counter(&mut self, name: &str, help: &str, value: u64) {
-        self.family(name, "counter", help);
-        self.sample(name, &[], value);
-    }
-
-    /// A gauge family with one unlabelled sample.
-    pub fn gauge_value(&mut self, name: &str, help: &str, value: f64) {
-        self.family(name, "gauge", help);
-        self.line(name, &[], &float(value));
-    }
-
-    /// A histogram family with one series.
-    pub fn histogram(
-        &mut self,
-        name: &str,
-        help: &str,
-        labels: &[(&str, &str)],
-        histogram: &LatencyHistogram,
-    ) {
-        self.family(name, "histogram", help);
-        self.histogram_samples(name, labels, histogram);
-    }
-
-    /// One histogram series: cumulative `_bucket`s in seconds ending with `+Inf`, `_sum`, `_count`.
-    pub fn histogram_samples(
-        &mut self,
-        name: &str,
-        labels: &[(&str, &str)],
-        histogram: &LatencyHistogram,
-    ) {
-        let bucket = format!("{name}_bucket");
-        let mut cumulative = 0u64;
-        for (bound_ms, n) in histogram.buckets() {
-            cumulative += n;
-            let le = match bound_ms {
-                Some(ms) => float(ms as f64 / 1000.0),
-                None => "+Inf".to_string(),
-            };
-            let mut with_le = labels.to_vec();
-            with_le.push(("le", &le));
-            self.sample(&bucket, &with_le, cumulative);
-        }
-        self.line(
-            &format!("{name}_sum"),
-            labels,
-            &float(histogram.sum_ms() as f64 / 1000.0),
-        );
-        self.sample(&format!("{name}_count"), labels, cumulative);
-    }
-
-    pub fn finish(self) -> String {
-        self.out
-    }
-}
-
-/// A label value with `\`, `"` and line feeds escaped, as the text format requires.
-pub fn escape_label_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars().take(MAX_LABEL_LEN) {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+    let mut registry = Registry::with_prefix(PREFIX.trim_end_matches('_'));
+    registry.register_collector(Box::new(Page::capture(src)));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        // Only a bug in the encoding can get here; serve what was written rather than nothing.
+        tracing::error!(error = %e, "encoding the metrics page failed");
     }
     out
 }
 
-/// HELP text with `\` and line feeds escaped.
-fn escape_help(help: &str) -> String {
-    help.replace('\\', "\\\\").replace('\n', "\\n")
+/// The names of every metric family the page declares (without the prefix, with the suffix a
+/// sample carries: `_total` for counters, `_info` for the build info). The dashboard test
+/// checks its queries against this list.
+pub const FAMILIES: &[&str] = &[
+    "build_info",
+    "messages_received_total",
+    "empty_receives_total",
+    "receive_errors_total",
+    "in_flight",
+    "messages_processed_total",
+    "handler_duration_seconds",
+    "retries_total",
+    "dead_letters_total",
+    "dead_letter_failures_total",
+    "messages_released_total",
+    "visibility_extensions_total",
+    "delete_failures_total",
+    "handler_panics_total",
+    "handler_timeouts_total",
+    "seconds_since_progress",
+    "downstream_calls_total",
+    "downstream_call_duration_seconds",
+    "downstream_throttles_total",
+    "invite_transitions_total",
+    "circuit_open",
+];
+
+/// A histogram's values at one moment: non-cumulative `(upper bound in seconds, count)` buckets
+/// ending with `+Inf`, the sum in seconds and the count.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct HistogramValues {
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+    count: u64,
 }
 
-/// A float as Prometheus reads it (`1`, `0.005`, `NaN`, `+Inf`).
-fn float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
+impl HistogramValues {
+    fn of(h: &LatencyHistogram) -> Self {
+        let buckets: Vec<(f64, u64)> = h
+            .buckets()
+            .into_iter()
+            .map(|(bound_ms, n)| (bound_ms.map_or(f64::INFINITY, |ms| ms as f64 / 1000.0), n))
+            .collect();
+        Self {
+            count: buckets.iter().map(|(_, n)| n).sum(),
+            buckets,
+            sum: h.sum_ms() as f64 / 1000.0,
+        }
+    }
+}
+
+/// A copy of every value on the page, taken once per scrape.
+#[derive(Debug)]
+struct Page {
+    version: String,
+    stats: StatsSnapshot,
+    ack_outcomes: BTreeMap<&'static str, u64>,
+    retry_causes: BTreeMap<&'static str, u64>,
+    dead_letter_reasons: BTreeMap<String, u64>,
+    handler_duration: HistogramValues,
+    seconds_since_progress: f64,
+    calls: BTreeMap<(Service, &'static str, CallResult), u64>,
+    durations: Vec<(CallKey, HistogramValues)>,
+    transitions: BTreeMap<&'static str, u64>,
+    circuits: Vec<(Service, bool)>,
+}
+
+impl Page {
+    fn capture(src: &MetricsSources<'_>) -> Self {
+        let durations = locked(&src.downstream.durations)
+            .iter()
+            .map(|(key, h)| (*key, HistogramValues::of(h)))
+            .collect();
+        Self {
+            version: src.version.to_string(),
+            stats: src.stats.snapshot(),
+            ack_outcomes: src.stats.ack_outcomes(),
+            retry_causes: src.stats.retry_causes(),
+            dead_letter_reasons: src.stats.dead_letter_reasons(),
+            handler_duration: HistogramValues::of(&src.stats.latency),
+            seconds_since_progress: src.seconds_since_progress,
+            calls: src.downstream.calls(),
+            durations,
+            transitions: src.downstream.transitions(),
+            circuits: src
+                .circuits
+                .states()
+                .into_iter()
+                .map(|(service, state)| (service, state.is_tripped()))
+                .collect(),
+        }
+    }
+
+    /// Throttled calls per service, 0 for every service with a breaker.
+    fn throttles(&self) -> BTreeMap<Service, u64> {
+        let mut throttles: BTreeMap<Service, u64> = self
+            .circuits
+            .iter()
+            .map(|(service, _)| (*service, 0))
+            .collect();
+        for ((service, _, result), n) in &self.calls {
+            if *result == CallResult::Throttled {
+                *throttles.entry(*service).or_default() += n;
+            }
+        }
+        throttles
+    }
+}
+
+impl prometheus_client::collector::Collector for Page {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
+        let s = &self.stats;
+        e.encode_descriptor(
+            "build",
+            "Always 1; the version label says which build is running.",
+            None,
+            MetricType::Info,
+        )?
+        .encode_info(&[("version", self.version.as_str())])?;
+
+        counter(
+            &mut e,
+            "messages_received",
+            "Messages received from the inbound queue.",
+            s.received,
+        )?;
+        counter(
+            &mut e,
+            "empty_receives",
+            "Receives that returned no message.",
+            s.empty_receives,
+        )?;
+        counter(
+            &mut e,
+            "receive_errors",
+            "Receives that failed (the worker backs off and tries again).",
+            s.receive_errors,
+        )?;
+        e.encode_descriptor(
+            "in_flight",
+            "Messages being handled right now.",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_gauge(&s.in_flight)?;
+
+        let processed = self
+            .ack_outcomes
+            .iter()
+            .map(|(outcome, n)| (*outcome, *n))
+            .chain([("retry", s.retried), ("dead_letter", s.dead_lettered)]);
+        labelled_counter(
+            &mut e,
+            "messages_processed",
+            "Handler answers the worker carried out, one per answer: an ack outcome code, retry or dead_letter.",
+            processed.map(|(outcome, n)| ([("outcome", outcome)], n)),
+        )?;
+
+        encode_histogram(
+            &mut e.encode_descriptor(
+                "handler_duration_seconds",
+                "Time from a handler's start to its answer.",
+                None,
+                MetricType::Histogram,
+            )?,
+            &self.handler_duration,
+        )?;
+
+        labelled_counter(
+            &mut e,
+            "retries",
+            "Messages left on the queue with a backoff delay, by the downstream service whose failure caused it (none: busy invite, lost write race, handler timeout or panic).",
+            self.retry_causes.iter().map(|(cause, n)| ([("downstream", *cause)], *n)),
+        )?;
+        labelled_counter(
+            &mut e,
+            "dead_letters",
+            "Messages sent to the dead-letter queue, by reason code.",
+            self.dead_letter_reasons
+                .iter()
+                .map(|(reason, n)| ([("reason", cut(reason))], *n)),
+        )?;
+        counter(
+            &mut e,
+            "dead_letter_failures",
+            "Dead-letter sends that failed (the message stays on the queue and comes back).",
+            s.dead_letter_failures,
+        )?;
+        counter(
+            &mut e,
+            "messages_released",
+            "Messages handed back unhandled: FIFO followers of a failure, work abandoned at shutdown.",
+            s.released,
+        )?;
+        counter(
+            &mut e,
+            "visibility_extensions",
+            "Heartbeats that extended a message's visibility while it was handled.",
+            s.visibility_extensions,
+        )?;
+        counter(
+            &mut e,
+            "delete_failures",
+            "Handled messages whose delete failed (they will be delivered again).",
+            s.delete_failures,
+        )?;
+        counter(
+            &mut e,
+            "handler_panics",
+            "Handlers that panicked (each message is retried).",
+            s.handler_panics,
+        )?;
+        counter(
+            &mut e,
+            "handler_timeouts",
+            "Handlers that ran past worker.handler_timeout_seconds (each message is retried).",
+            s.handler_timeouts,
+        )?;
+        e.encode_descriptor(
+            "seconds_since_progress",
+            "Seconds since the poll loop last made progress (a receive answered, a message settled, a deliberate pause).",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_gauge(&self.seconds_since_progress)?;
+
+        labelled_counter(
+            &mut e,
+            "downstream_calls",
+            "Calls to Cognito, SES/SMTP and DynamoDB by operation and result.",
+            self.calls.iter().map(|((service, operation, result), n)| {
+                (
+                    [
+                        ("service", service.as_str()),
+                        ("operation", *operation),
+                        ("result", result.as_str()),
+                    ],
+                    *n,
+                )
+            }),
+        )?;
+        histogram(
+            &mut e,
+            "downstream_call_duration_seconds",
+            "Duration of calls to Cognito, SES/SMTP and DynamoDB (after any rate-limit wait).",
+            self.durations.iter().map(|((service, operation), h)| {
+                (
+                    [("service", service.as_str()), ("operation", *operation)],
+                    h,
+                )
+            }),
+        )?;
+        labelled_counter(
+            &mut e,
+            "downstream_throttles",
+            "Calls a downstream service refused because of throttling or a quota.",
+            self.throttles()
+                .into_iter()
+                .map(|(service, n)| ([("service", service.as_str())], n)),
+        )?;
+        labelled_counter(
+            &mut e,
+            "invite_transitions",
+            "Invite status changes written to the store, by new status.",
+            self.transitions.iter().map(|(to, n)| ([("to", *to)], *n)),
+        )?;
+
+        let mut open = e.encode_descriptor(
+            "circuit_open",
+            "1 while a service's circuit breaker is open or half-open (receiving paused), else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (service, tripped) in &self.circuits {
+            open.encode_family(&[("service", service.as_str())])?
+                .encode_gauge(&u64::from(*tripped))?;
+        }
+        Ok(())
+    }
+}
+
+/// A counter family with one unlabelled sample (`name` without `_total`: the encoder adds it).
+fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, _, u64>(&value, None)
+}
+
+/// A counter family with one sample per label set.
+fn labelled_counter<L: EncodeLabelSet>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, u64)>,
+) -> fmt::Result {
+    let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        family
+            .encode_family(&labels)?
+            .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+    }
+    Ok(())
+}
+
+/// A histogram family with one series per label set.
+fn histogram<'h, L: EncodeLabelSet>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, &'h HistogramValues)>,
+) -> fmt::Result {
+    let mut family = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in series {
+        encode_histogram(&mut family.encode_family(&labels)?, h)?;
+    }
+    Ok(())
+}
+
+fn encode_histogram(m: &mut MetricEncoder<'_>, h: &HistogramValues) -> fmt::Result {
+    m.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)
+}
+
+/// A label value cut to [`MAX_LABEL_LEN`] characters (they are codes; this only guards against
+/// surprises such as a long rejection code from a service).
+fn cut(value: &str) -> &str {
+    match value.char_indices().nth(MAX_LABEL_LEN) {
+        Some((end, _)) => &value[..end],
+        None => value,
     }
 }
 
@@ -456,55 +498,69 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape_label_value(r#"a"b\c"#), r#"a\"b\\c"#);
-        assert_eq!(escape_label_value("line\nbreak"), "line\\nbreak");
-        assert_eq!(escape_label_value(&"x".repeat(500)).len(), MAX_LABEL_LEN);
-        let mut e = Exposition::default();
-        e.family("t_total", "counter", "Help with \\ and\nnewline.");
-        e.sample("t_total", &[("reason", "bad \"quote\"")], 3);
-        assert_eq!(
-            e.finish(),
-            "# HELP invite_worker_t_total Help with \\\\ and\\nnewline.\n\
-             # TYPE invite_worker_t_total counter\n\
-             invite_worker_t_total{reason=\"bad \\\"quote\\\"\"} 3\n"
+    fn page(stats: &WorkerStats, downstream: &DownstreamMetrics) -> String {
+        let circuits = CircuitBreakers::new(
+            CircuitPolicy::default(),
+            &[Service::Cognito, Service::Ses, Service::DynamoDb],
         );
+        render(&MetricsSources {
+            stats,
+            downstream,
+            circuits: &circuits,
+            version: "1.2.3",
+            seconds_since_progress: 1.5,
+        })
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_cut() {
+        let stats = WorkerStats::default();
+        stats.record_dead_letter("bad \"quote\" \\ and\nnewline");
+        stats.record_dead_letter(&"x".repeat(500));
+        let text = page(&stats, &DownstreamMetrics::default());
+        assert!(
+            text.contains(
+                "invite_worker_dead_letters_total{reason=\"bad \\\"quote\\\" \\\\ and\\nnewline\"} 1\n"
+            ),
+            "{text}"
+        );
+        let long = format!(
+            "invite_worker_dead_letters_total{{reason=\"{}\"}} 1\n",
+            "x".repeat(MAX_LABEL_LEN)
+        );
+        assert!(text.contains(&long), "{text}");
     }
 
     #[test]
     fn histogram_buckets_are_cumulative_in_seconds_and_end_with_inf() {
-        let h = LatencyHistogram::default();
+        let stats = WorkerStats::default();
         for ms in [3, 7, 7, 400, 90_000] {
-            h.observe(Duration::from_millis(ms));
+            stats.latency.observe(Duration::from_millis(ms));
         }
-        let mut e = Exposition::default();
-        e.histogram("d_seconds", "Durations.", &[("service", "ses")], &h);
-        let text = e.finish();
-        let buckets = lines_of(&text, "d_seconds_bucket");
+        let text = page(&stats, &DownstreamMetrics::default());
+        let buckets = lines_of(&text, "handler_duration_seconds_bucket");
         assert_eq!(buckets.len(), 14);
         assert_eq!(
             buckets[0],
-            "invite_worker_d_seconds_bucket{service=\"ses\",le=\"0.005\"} 1"
+            "invite_worker_handler_duration_seconds_bucket{le=\"0.005\"} 1"
         );
         assert_eq!(
             buckets[1],
-            "invite_worker_d_seconds_bucket{service=\"ses\",le=\"0.01\"} 3"
+            "invite_worker_handler_duration_seconds_bucket{le=\"0.01\"} 3"
         );
-        assert!(buckets.contains(&"invite_worker_d_seconds_bucket{service=\"ses\",le=\"0.5\"} 4"));
-        assert!(buckets.contains(&"invite_worker_d_seconds_bucket{service=\"ses\",le=\"1\"} 4"));
+        assert!(buckets.contains(&"invite_worker_handler_duration_seconds_bucket{le=\"0.5\"} 4"));
+        assert!(buckets.contains(&"invite_worker_handler_duration_seconds_bucket{le=\"1.0\"} 4"));
         assert_eq!(
             buckets[13],
-            "invite_worker_d_seconds_bucket{service=\"ses\",le=\"+Inf\"} 5"
+            "invite_worker_handler_duration_seconds_bucket{le=\"+Inf\"} 5"
         );
         let counts: Vec<u64> = buckets
             .iter()
             .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
             .collect();
         assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
-        assert!(text.contains("invite_worker_d_seconds_sum{service=\"ses\"} 90.417\n"));
-        assert!(text.contains("invite_worker_d_seconds_count{service=\"ses\"} 5\n"));
-        assert_eq!(text.matches("# TYPE").count(), 1);
+        assert!(text.contains("invite_worker_handler_duration_seconds_sum 90.417\n"));
+        assert!(text.contains("invite_worker_handler_duration_seconds_count 5\n"));
     }
 
     #[test]
@@ -535,6 +591,7 @@ mod tests {
         stats.record_ack("sent");
         stats.record_ack("sent");
         stats.record_ack("redelivered");
+        stats.record_retry(Some(Service::Cognito));
         stats.record_dead_letter("invalid_event");
         WorkerStats::add(&stats.received, 4);
         stats.latency.observe(Duration::from_millis(20));
@@ -552,25 +609,16 @@ mod tests {
             Duration::from_millis(5),
         );
         downstream.record_transition("sent");
-        let circuits = CircuitBreakers::new(
-            CircuitPolicy::default(),
-            &[Service::Cognito, Service::Ses, Service::DynamoDb],
-        );
-        let text = render(&MetricsSources {
-            stats: &stats,
-            downstream: &downstream,
-            circuits: &circuits,
-            version: "1.2.3",
-            seconds_since_progress: 1.5,
-        });
+        let text = page(&stats, &downstream);
         for expected in [
             "invite_worker_build_info{version=\"1.2.3\"} 1",
             "invite_worker_messages_received_total 4",
             "invite_worker_in_flight 0",
             "invite_worker_messages_processed_total{outcome=\"sent\"} 2",
             "invite_worker_messages_processed_total{outcome=\"redelivered\"} 1",
-            "invite_worker_messages_processed_total{outcome=\"retry\"} 0",
+            "invite_worker_messages_processed_total{outcome=\"retry\"} 1",
             "invite_worker_messages_processed_total{outcome=\"dead_letter\"} 1",
+            "invite_worker_retries_total{downstream=\"cognito\"} 1",
             "invite_worker_dead_letters_total{reason=\"invalid_event\"} 1",
             "invite_worker_handler_duration_seconds_count 1",
             "invite_worker_handler_duration_seconds_bucket{le=\"0.025\"} 1",
@@ -588,21 +636,29 @@ mod tests {
                 "missing {expected:?} in\n{text}"
             );
         }
-        // Each family is declared exactly once, before its samples.
-        let mut declared = std::collections::HashSet::new();
+        // Each family is declared exactly once, before its samples, and is one of FAMILIES.
+        let mut declared = Vec::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let name = rest.split(' ').next().unwrap();
-                assert!(declared.insert(name.to_string()), "{name} declared twice");
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(!declared.contains(&name), "{name} declared twice");
+                declared.push(name);
+                let sample = match kind {
+                    "counter" => format!("{name}_total"),
+                    "info" => format!("{name}_info"),
+                    _ => name.to_string(),
+                };
+                let bare = sample.strip_prefix(PREFIX).unwrap();
+                assert!(FAMILIES.contains(&bare), "{bare} missing from FAMILIES");
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                let family = ["_bucket", "_sum", "_count"]
-                    .iter()
-                    .find_map(|s| name.strip_suffix(s).filter(|f| declared.contains(*f)))
-                    .unwrap_or(name);
-                assert!(declared.contains(family), "{line} before its TYPE");
+                assert!(
+                    declared.iter().any(|family| name.starts_with(family)),
+                    "{line} before its TYPE"
+                );
             }
         }
-        assert!(text.ends_with('\n'));
+        assert_eq!(declared.len(), FAMILIES.len());
+        assert!(text.ends_with("# EOF\n"));
     }
 }

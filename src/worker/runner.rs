@@ -699,7 +699,7 @@ impl Batch {
                     self.options.retry_max,
                     after,
                 );
-                WorkerStats::inc(&self.stats.retried);
+                self.stats.record_retry(downstream);
                 tracing::info!(
                     message_id = %id,
                     receive_count = count,

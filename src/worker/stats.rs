@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::error::Service;
+
+/// The `downstream` label of a retry no downstream service caused.
+pub const NO_DOWNSTREAM: &str = "none";
+
 /// Upper bounds (inclusive, in milliseconds) of the handling-time histogram's buckets; a last,
 /// unbounded bucket catches everything slower.
 pub const LATENCY_BUCKETS_MS: [u64; 13] = [
@@ -47,6 +52,7 @@ pub struct WorkerStats {
     /// Handling time, from the handler's start to its answer.
     pub latency: LatencyHistogram,
     ack_outcomes: Mutex<BTreeMap<&'static str, u64>>,
+    retry_causes: Mutex<BTreeMap<&'static str, u64>>,
     dead_letter_reasons: Mutex<BTreeMap<String, u64>>,
     /// When the poll loop last made progress (see [`WorkerStats::record_progress`]).
     last_progress: Mutex<Option<Instant>>,
@@ -65,6 +71,23 @@ impl WorkerStats {
     /// Acks per outcome code.
     pub fn ack_outcomes(&self) -> BTreeMap<&'static str, u64> {
         self.ack_outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counts a message left on the queue with a backoff delay, by the downstream service whose
+    /// failure caused it (`None`: a busy invite, a lost write race, a handler timeout or panic).
+    pub fn record_retry(&self, downstream: Option<Service>) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+        let cause = downstream.map_or(NO_DOWNSTREAM, Service::as_str);
+        let mut causes = self.retry_causes.lock().unwrap_or_else(|p| p.into_inner());
+        *causes.entry(cause).or_default() += 1;
+    }
+
+    /// Retries per cause: a service name or [`NO_DOWNSTREAM`].
+    pub fn retry_causes(&self) -> BTreeMap<&'static str, u64> {
+        self.retry_causes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -242,6 +265,18 @@ mod tests {
         let outcomes = stats.ack_outcomes();
         assert_eq!(outcomes.get("sent"), Some(&2));
         assert_eq!(outcomes.get("duplicate"), Some(&1));
+    }
+
+    #[test]
+    fn retries_are_counted_per_downstream() {
+        let stats = WorkerStats::default();
+        stats.record_retry(Some(Service::Cognito));
+        stats.record_retry(Some(Service::Cognito));
+        stats.record_retry(None);
+        assert_eq!(stats.snapshot().retried, 3);
+        let causes = stats.retry_causes();
+        assert_eq!(causes.get("cognito"), Some(&2));
+        assert_eq!(causes.get(NO_DOWNSTREAM), Some(&1));
     }
 
     #[test]

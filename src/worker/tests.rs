@@ -719,3 +719,94 @@ fn the_summary_reads_as_a_sentence_and_names_only_the_trouble_that_happened() {
     assert_eq!(json["acked"], 3);
     assert_eq!(json["empty_receives"], 4);
 }
+
+/// The value of one exact series (`name{labels}`) on a metrics page, 0 when absent.
+fn series(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// The sum of every sample of `name`, over all labels.
+fn family_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Every worker metric means what docs/observability.md says, and the counters add up: each
+/// received message is processed once (ack outcome, retry or dead_letter), `retries_total`
+/// breaks the retries down by downstream and `dead_letters_total` the dead letters by reason.
+#[tokio::test(start_paused = true)]
+async fn metrics_add_up_to_what_happened() {
+    let queue = Arc::new(MemoryQueue::standard());
+    for body in [
+        "a|ack",
+        "b|ack",
+        "c|retry",
+        "d|retry-after:5",
+        "e|dead",
+        "f|panic",
+        "g|sleep:90:ack",
+    ] {
+        queue.push(body);
+    }
+    let (worker, _) = worker(&queue, options());
+    worker.poll_once().await;
+    let observer = crate::observe::Observer::default();
+    let text = crate::observe::metrics::render(&crate::observe::metrics::MetricsSources {
+        stats: &worker.stats(),
+        downstream: observer.downstream(),
+        circuits: observer.circuits(),
+        version: "t",
+        seconds_since_progress: 0.0,
+    });
+    let m = |s: &str| series(&text, &format!("invite_worker_{s}"));
+    let processed = |outcome: &str| {
+        m(&format!(
+            "messages_processed_total{{outcome=\"{outcome}\"}}"
+        ))
+    };
+
+    assert_eq!(m("messages_received_total"), 7.0);
+    assert_eq!(processed("done"), 2.0, "the handler's ack outcome code");
+    // c (Cognito), d (no downstream: a busy invite), f (panic), g (timeout after 60 s).
+    assert_eq!(processed("retry"), 4.0);
+    assert_eq!(processed("dead_letter"), 1.0);
+    assert_eq!(
+        family_sum(&text, "invite_worker_messages_processed_total"),
+        m("messages_received_total"),
+        "each received message is processed exactly once\n{text}"
+    );
+    assert_eq!(m("retries_total{downstream=\"cognito\"}"), 1.0);
+    assert_eq!(m("retries_total{downstream=\"none\"}"), 3.0);
+    assert_eq!(
+        family_sum(&text, "invite_worker_retries_total"),
+        processed("retry"),
+        "retries_total is the retries broken down by downstream"
+    );
+    assert_eq!(m("dead_letters_total{reason=\"bad_input\"}"), 1.0);
+    assert_eq!(
+        family_sum(&text, "invite_worker_dead_letters_total"),
+        processed("dead_letter")
+    );
+    assert_eq!(m("handler_panics_total"), 1.0);
+    assert_eq!(m("handler_timeouts_total"), 1.0);
+    assert_eq!(
+        m("handler_duration_seconds_count"),
+        7.0,
+        "one per handler answer"
+    );
+    assert_eq!(m("in_flight"), 0.0);
+    assert_eq!(m("empty_receives_total"), 0.0);
+    assert_eq!(m("receive_errors_total"), 0.0);
+    assert_eq!(m("dead_letter_failures_total"), 0.0);
+    assert_eq!(m("messages_released_total"), 0.0);
+    assert_eq!(m("delete_failures_total"), 0.0);
+    assert_eq!(
+        queue.deleted_count(),
+        3,
+        "two acks and one dead letter left the queue"
+    );
+}
