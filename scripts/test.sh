@@ -9,10 +9,13 @@ eval "$(scripts/local-stack.sh env)"
 
 # The scenarios that print figures run on their own, with their output shown.
 figures=(hostile_input reliability_crash reliability_faults secrets)
+# Measurements that take minutes and several processes run from their own scripts, not here:
+# fleet_quota (scripts/fleet.sh, figures in docs/performance.md).
+measurements=(fleet_quota)
 others=()
 for f in tests/*.rs; do
   name=$(basename "$f" .rs)
-  [[ " ${figures[*]} " == *" $name "* ]] || others+=(--test "$name")
+  [[ " ${figures[*]} ${measurements[*]} " == *" $name "* ]] || others+=(--test "$name")
 done
 
 # The tests that need the local stack are #[ignore = "needs the local stack: scripts/test.sh"],

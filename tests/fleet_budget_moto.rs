@@ -21,12 +21,10 @@ use invite_worker::ports::{InviteStore, RateBudget};
 use invite_worker::wiring;
 use invite_worker::worker::fleet_budget::{system_wall_clock, FleetLimiter, Outcome};
 
+#[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_on_one_table_share_one_rate() {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "needs the local stack: eval \"$(scripts/local-stack.sh env)\" (scripts/test.sh starts it)"
-    );
+    support::require_stack();
     let env = support::bootstrapped("budget", Transport::Ses).await;
     let sdk = wiring::sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);

@@ -270,7 +270,7 @@ async fn fleet_run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement (minutes, several processes): cargo test --test fleet_quota -- --ignored --nocapture --test-threads 1"]
 async fn three_workers_share_one_quota() {
-    assert!(stack_available(), "needs the local stack");
+    require_stack();
     let (run, _) = fleet_run("fleet-shared", 0.0, false, 0.0).await;
     assert!(
         run.delivered() >= 0.95 * run.quota,
@@ -287,7 +287,7 @@ async fn three_workers_share_one_quota() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement (minutes, several processes): cargo test --test fleet_quota -- --ignored --nocapture --test-threads 1"]
 async fn three_workers_yield_to_an_unseen_competitor() {
-    assert!(stack_available(), "needs the local stack");
+    require_stack();
     let (run, _) = fleet_run("fleet-competitor", 0.3, false, 0.0).await;
     let left = run.quota - run.competitor_rate();
     assert!(
@@ -305,7 +305,7 @@ async fn three_workers_yield_to_an_unseen_competitor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement (minutes, several processes): cargo test --test fleet_quota -- --ignored --nocapture --test-threads 1"]
 async fn a_reserve_leaves_the_competitor_its_share() {
-    assert!(stack_available(), "needs the local stack");
+    require_stack();
     let quota: f64 = env_number("FLEET_QUOTA", 8.0);
     let (run, _) = fleet_run("fleet-reserve", 0.3, false, quota * 0.3).await;
     let competitor_throttled =
@@ -324,7 +324,7 @@ async fn a_reserve_leaves_the_competitor_its_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement (minutes, several processes): cargo test --test fleet_quota -- --ignored --nocapture --test-threads 1"]
 async fn a_killed_worker_strands_at_most_one_window() {
-    assert!(stack_available(), "needs the local stack");
+    require_stack();
     let (run, _) = fleet_run("fleet-killed", 0.0, true, 0.0).await;
     let kill = run.kill_at.expect("killed") as u64;
     // From the second after the kill's window on, the survivors get the whole quota (while the

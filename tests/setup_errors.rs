@@ -290,6 +290,7 @@ fn run_row(stack: &Stack, row: &Row) -> Result<(), String> {
 }
 
 #[test]
+#[ignore = "needs the local stack: scripts/test.sh"]
 fn every_broken_setup_reads_as_one_line_with_the_fix_and_its_exit_status() {
     let stack = bootstrap();
     let rows: Vec<Row> = [
@@ -352,6 +353,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs the local stack: scripts/test.sh"]
 fn run_with_a_missing_table_is_not_ready_at_once_and_exits_2_after_the_grace() {
     let stack = bootstrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
