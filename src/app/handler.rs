@@ -18,14 +18,20 @@ use time::OffsetDateTime;
 use tracing::{info, warn, Instrument};
 
 use super::compose::{Composer, MailKind};
-use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteRef};
-use crate::domain::invite::PendingPublication;
+pub use super::handle_error::HandleError;
+use super::handle_error::{held, rejection};
+use super::outbox::Outbox;
+use crate::domain::event::{decode, EventBody, InboundEvent, InviteRef};
 use crate::domain::password::generate;
+use crate::domain::record::{
+    bump, expiry, history, is_replay_of_seen, is_stale, moot, new_record, reopen, stamp, Cause,
+    Opening,
+};
 use crate::domain::state::{decide, on_found_user, Effect, FoundUser, Outcome, Trigger};
 use crate::domain::PoolProfile;
 use crate::domain::{
-    EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay,
-    TemporaryPassword, UserStanding,
+    EmailAddress, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay, TemporaryPassword,
+    UserStanding,
 };
 use crate::error::{Disposition, DownstreamError};
 use crate::ports::{
@@ -47,97 +53,6 @@ pub struct ServiceConfig {
     pub default_expiry_days: u32,
     /// How long a claim on an invite lasts if the worker dies holding it.
     pub lease: Duration,
-}
-
-/// Why handling failed, and so what the worker does next (see [`HandleError::disposition`]).
-#[derive(Debug, thiserror::Error)]
-pub enum HandleError {
-    #[error("{0}")]
-    Invalid(DecodeError),
-    #[error("{0}")]
-    InvalidAttributes(DecodeError),
-    #[error("{message}")]
-    Rejected { code: String, message: String },
-    #[error(transparent)]
-    Transient(DownstreamError),
-    /// Another worker holds the invite's lease until `.1`; look again in `.2`.
-    #[error("invite {0} is being handled by another worker until {1}")]
-    Busy(InviteId, OffsetDateTime, Duration),
-    #[error("invite {0} kept changing during this write; will retry")]
-    Contended(InviteId),
-    #[error("{0}")]
-    Corrupt(String),
-}
-
-impl HandleError {
-    pub fn disposition(&self) -> Disposition {
-        match self {
-            HandleError::Invalid(e) => Disposition::DeadLetter {
-                code: "invalid_event".into(),
-                reason: e.to_string(),
-            },
-            HandleError::InvalidAttributes(e) => Disposition::DeadLetter {
-                code: "invalid_attributes".into(),
-                reason: e.to_string(),
-            },
-            HandleError::Rejected { code, message } => Disposition::DeadLetter {
-                code: code.clone(),
-                reason: message.clone(),
-            },
-            HandleError::Corrupt(m) => Disposition::DeadLetter {
-                code: "corrupt_record".into(),
-                reason: m.clone(),
-            },
-            HandleError::Transient(e) => Disposition::Retry {
-                reason: e.to_string(),
-                after: None,
-                downstream: Some(e.service),
-            },
-            HandleError::Busy(_, _, wait) => Disposition::Retry {
-                reason: self.to_string(),
-                after: Some(*wait),
-                downstream: None,
-            },
-            HandleError::Contended(_) => Disposition::Retry {
-                reason: self.to_string(),
-                after: None,
-                downstream: None,
-            },
-        }
-    }
-
-    fn from_downstream(e: DownstreamError) -> Self {
-        match e.rejection_code() {
-            Some(code) => HandleError::Rejected {
-                code: code.to_string(),
-                message: e.to_string(),
-            },
-            None => HandleError::Transient(e),
-        }
-    }
-}
-
-impl From<DownstreamError> for HandleError {
-    fn from(e: DownstreamError) -> Self {
-        HandleError::from_downstream(e)
-    }
-}
-
-impl From<StoreError> for HandleError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict => HandleError::Transient(DownstreamError::new(
-                crate::error::Service::DynamoDb,
-                "PutItem",
-                crate::error::ErrorKind::Unavailable,
-                "unexpected version conflict",
-            )),
-            StoreError::Corrupt { key, reason } => {
-                HandleError::Corrupt(format!("stored invite {key} cannot be read: {reason}"))
-            }
-            StoreError::Downstream(d) => HandleError::from_downstream(d),
-        }
-    }
 }
 
 /// The result of handling an event that needs no retry.
@@ -168,6 +83,36 @@ struct Request<'a> {
     replay: Option<&'a Replay>,
 }
 
+impl<'a> Request<'a> {
+    /// The event behind this request, as the record's history remembers it.
+    fn cause(&self) -> Cause<'a> {
+        Cause {
+            event_id: self.event_id,
+            event_type: self.event_type,
+            replay: self.replay,
+        }
+    }
+}
+
+/// One attempt at applying a trigger to an invite (one turn of the conditional-write loop):
+/// what every step of it needs to know.
+struct Attempt<'a> {
+    id: InviteId,
+    req: &'a Request<'a>,
+    trigger: &'a Trigger,
+    /// The lease token this handling claims the record with.
+    token: &'a str,
+    now: OffsetDateTime,
+}
+
+/// What the state machine decided for the attempt: the status to reach, whether a new generation
+/// opens, and the effects to run.
+struct Plan<'a> {
+    to: InviteStatus,
+    new_generation: bool,
+    effects: &'a [Effect],
+}
+
 pub struct InviteService {
     store: Arc<dyn InviteStore>,
     directory: Arc<dyn Directory>,
@@ -175,7 +120,7 @@ pub struct InviteService {
     composer: Arc<dyn Composer>,
     clock: Arc<dyn Clock>,
     config: ServiceConfig,
-    publisher: Option<Arc<dyn Publisher>>,
+    outbox: Option<Outbox>,
 }
 
 impl InviteService {
@@ -194,13 +139,18 @@ impl InviteService {
             composer,
             clock,
             config,
-            publisher: None,
+            outbox: None,
         }
     }
 
     /// Publishes lifecycle events (through the record's outbox) to `publisher`.
     pub fn with_publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
-        self.publisher = Some(publisher);
+        self.outbox = Some(Outbox::new(
+            self.store.clone(),
+            publisher,
+            self.clock.clone(),
+            MAX_CONFLICT_RETRIES,
+        ));
         self
     }
 
@@ -425,7 +375,7 @@ impl InviteService {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let now = self.clock.now();
             let current = self.store.load(&id).await?;
-            let replayed = is_replay_of_seen(current.as_ref(), &asked, req);
+            let replayed = is_replay_of_seen(current.as_ref(), &asked, &req.cause());
             let trigger = if replayed {
                 Trigger::Replayed
             } else {
@@ -484,41 +434,36 @@ impl InviteService {
             } else {
                 req
             };
+            let attempt = Attempt {
+                id,
+                req,
+                trigger: &trigger,
+                token: &token,
+                now,
+            };
             let step = match outcome {
                 Outcome::Note { reason } | Outcome::Refused { reason } => {
-                    self.note(id, current, req, reason, now).await
+                    self.note(&attempt, current, reason).await
                 }
                 Outcome::Transition {
                     to,
                     new_generation,
                     effects,
                 } => {
-                    self.work(
-                        id,
-                        current,
-                        req,
-                        &trigger,
+                    let plan = Plan {
                         to,
                         new_generation,
-                        &effects,
-                        &token,
-                        now,
-                    )
-                    .await
+                        effects: &effects,
+                    };
+                    self.work(&attempt, current, plan).await
                 }
                 Outcome::Resume { effects } => {
-                    self.work(
-                        id,
-                        current,
-                        req,
-                        &trigger,
-                        InviteStatus::Sent,
-                        false,
-                        &effects,
-                        &token,
-                        now,
-                    )
-                    .await
+                    let plan = Plan {
+                        to: InviteStatus::Sent,
+                        new_generation: false,
+                        effects: &effects,
+                    };
+                    self.work(&attempt, current, plan).await
                 }
             };
             match step {
@@ -533,15 +478,14 @@ impl InviteService {
     /// Records an event that changes nothing.
     async fn note(
         &self,
-        id: InviteId,
+        at: &Attempt<'_>,
         current: Option<Invite>,
-        req: &Request<'_>,
         reason: &'static str,
-        now: OffsetDateTime,
     ) -> Result<Handled, Step> {
+        let (req, now) = (at.req, at.now);
         let Some(mut rec) = current else {
             info!(
-                invite_id = %id,
+                invite_id = %at.id,
                 event_id = req.event_id,
                 event_type = req.event_type,
                 outcome = reason,
@@ -559,7 +503,7 @@ impl InviteService {
                 now,
                 Some(rec.status),
                 rec.status,
-                req,
+                &req.cause(),
                 Some(reason.to_string()),
                 rec.generation,
             ));
@@ -576,29 +520,25 @@ impl InviteService {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Claims the record (a conditional write with a lease), runs the plan's effects, and writes
+    /// the outcome.
     async fn work(
         &self,
-        id: InviteId,
+        at: &Attempt<'_>,
         current: Option<Invite>,
-        req: &Request<'_>,
-        trigger: &Trigger,
-        to: InviteStatus,
-        new_generation: bool,
-        effects: &[Effect],
-        token: &str,
-        now: OffsetDateTime,
+        plan: Plan<'_>,
     ) -> Result<Handled, Step> {
-        let opening = effects.contains(&Effect::ProvisionUser);
+        let (id, req, trigger, now) = (at.id, at.req, at.trigger, at.now);
+        let opening = plan.effects.contains(&Effect::ProvisionUser);
         if current.is_none() && req.email.is_none() {
-            return self.note(id, None, req, "unknown_invite", now).await;
+            return self.note(at, None, "unknown_invite").await;
         }
-        if effects.is_empty() {
-            return self.transition_only(id, current, req, to, now).await;
+        if plan.effects.is_empty() {
+            return self.transition_only(at, current, plan.to).await;
         }
-        let mut rec = match (current, new_generation) {
+        let mut rec = match (current, plan.new_generation) {
             (None, true) => self.new_record(id, req, now)?,
-            (Some(prev), true) => self.reopen(prev, req, now),
+            (Some(prev), true) => reopen(prev, &self.opening(req, now)),
             (Some(rec), false) => rec,
             (None, false) => {
                 return Err(Step::Failed(HandleError::Corrupt(format!(
@@ -606,7 +546,7 @@ impl InviteService {
                 ))))
             }
         };
-        if new_generation {
+        if plan.new_generation {
             let from = if rec.version == 0 {
                 None
             } else {
@@ -617,17 +557,13 @@ impl InviteService {
                 now,
                 from,
                 InviteStatus::Pending,
-                req,
+                &req.cause(),
                 None,
                 rec.generation,
             ));
         }
         if *trigger == Trigger::Resend && rec.status == InviteStatus::Sent {
-            rec.expires_at = now
-                + days(
-                    req.expires_in_days
-                        .unwrap_or(self.config.default_expiry_days),
-                );
+            rec.expires_at = self.expiry(req, now);
         }
         // A lease still on the record belongs to an attempt that was cut off (or could not give
         // back a user it had disabled): its guarded Cognito operation may have left the user on
@@ -635,7 +571,7 @@ impl InviteService {
         let interrupted = rec.lease.is_some();
         // Claim the record before any side effect.
         rec.lease = Some(Lease {
-            token: token.to_string(),
+            token: at.token.to_string(),
             until: now
                 + time::Duration::try_from(self.config.lease).unwrap_or(time::Duration::minutes(2)),
         });
@@ -643,12 +579,12 @@ impl InviteService {
         self.save(&rec).await?;
 
         let from = rec.status;
-        let target = if opening { InviteStatus::Sent } else { to };
+        let target = if opening { InviteStatus::Sent } else { plan.to };
         let result: Result<Finish, HandleError> = async {
             if interrupted {
                 self.directory.lift_hold(&rec.username).await?;
             }
-            self.run_effects(&rec, trigger, target, effects, req.profile)
+            self.run_effects(&rec, trigger, target, plan.effects, req.profile)
                 .await
         }
         .await;
@@ -668,13 +604,7 @@ impl InviteService {
                             return Err(Step::Failed(removal.into()));
                         }
                     }
-                    let finish = Finish {
-                        to: InviteStatus::Failed,
-                        reason: Some(code),
-                        invitation_sent: false,
-                        reminder_sent: false,
-                        sub: None,
-                    };
+                    let finish = Finish::failed(code);
                     self.finish(rec, from, finish, req, self.clock.now())
                         .await?;
                 } else {
@@ -685,6 +615,21 @@ impl InviteService {
         }
     }
 
+    /// When an invite opened or resent by `req` at `now` expires.
+    fn expiry(&self, req: &Request<'_>, now: OffsetDateTime) -> OffsetDateTime {
+        expiry(now, req.expires_in_days, self.config.default_expiry_days)
+    }
+
+    /// What `req` brings to a new generation of an invite.
+    fn opening<'r>(&self, req: &Request<'r>, now: OffsetDateTime) -> Opening<'r> {
+        Opening {
+            event_id: req.event_id,
+            details: req.details,
+            expires_at: self.expiry(req, now),
+        }
+    }
+
+    /// The first generation of invite `id`, opened by `req` (which must name the email).
     fn new_record(
         &self,
         id: InviteId,
@@ -696,54 +641,14 @@ impl InviteService {
                 "no email to open invite {id} with"
             ))));
         };
-        let details = req.details.cloned().unwrap_or_default();
-        Ok(Invite {
-            invite_id: id,
-            user_pool_id: self.config.user_pool_id.clone(),
-            email: email.clone(),
-            username: email.as_str().to_string(),
-            status: InviteStatus::Pending,
-            reason: None,
-            generation: 1,
-            opened_by_event: req.event_id.unwrap_or_default().to_string(),
-            created_at: now,
-            updated_at: now,
-            expires_at: now
-                + days(
-                    req.expires_in_days
-                        .unwrap_or(self.config.default_expiry_days),
-                ),
-            sent_at: None,
-            accepted_at: None,
-            send_count: 0,
-            user_sub: None,
-            details,
-            history: vec![],
-            version: 0,
-            lease: None,
-            outbox: vec![],
-            reminded_generation: None,
-            last_occurred_at: None,
-        })
-    }
-
-    fn reopen(&self, mut rec: Invite, req: &Request<'_>, now: OffsetDateTime) -> Invite {
-        rec.generation += 1;
-        rec.opened_by_event = req.event_id.unwrap_or_default().to_string();
-        rec.reason = None;
-        rec.sent_at = None;
-        rec.accepted_at = None;
-        rec.send_count = 0;
-        rec.user_sub = None;
-        rec.expires_at = now
-            + days(
-                req.expires_in_days
-                    .unwrap_or(self.config.default_expiry_days),
-            );
-        if let Some(details) = req.details {
-            rec.details = details.clone();
-        }
-        rec
+        let opening = self.opening(req, now);
+        Ok(new_record(
+            id,
+            &self.config.user_pool_id,
+            email,
+            &opening,
+            now,
+        ))
     }
 
     async fn run_effects(
@@ -1010,7 +915,7 @@ impl InviteService {
             now,
             Some(from),
             finish.to,
-            req,
+            &req.cause(),
             reason,
             rec.generation,
         ));
@@ -1042,16 +947,15 @@ impl InviteService {
     /// `revoked` tombstone): one conditional write.
     async fn transition_only(
         &self,
-        id: InviteId,
+        at: &Attempt<'_>,
         current: Option<Invite>,
-        req: &Request<'_>,
         to: InviteStatus,
-        now: OffsetDateTime,
     ) -> Result<Handled, Step> {
+        let (req, now) = (at.req, at.now);
         let mut rec = match current {
             Some(rec) => rec,
             None => {
-                let mut rec = self.new_record(id, req, now)?;
+                let mut rec = self.new_record(at.id, req, now)?;
                 rec.generation = 0;
                 rec
             }
@@ -1067,7 +971,7 @@ impl InviteService {
             now,
             from,
             to,
-            req,
+            &req.cause(),
             rec.reason.clone(),
             rec.generation,
         ));
@@ -1085,73 +989,28 @@ impl InviteService {
         })
     }
 
-    /// Adds the lifecycle event for a transition to `to` to the record's outbox (written in the
-    /// same conditional write as the transition, so a crash cannot lose it).
-    fn queue_publication(&self, rec: &mut Invite, to: InviteStatus, now: OffsetDateTime) {
-        if self.publisher.is_none() || to == InviteStatus::Pending {
-            return;
-        }
-        rec.outbox.push(lifecycle_event(rec, to, now));
-    }
-
     /// Publishes what the record's outbox holds and removes it; failures stay for the relay.
     pub async fn flush_outbox(&self, id: InviteId) {
-        let Some(publisher) = &self.publisher else {
-            return;
-        };
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let Ok(Some(mut rec)) = self.store.load(&id).await else {
-                return;
-            };
-            if rec.outbox.is_empty() {
-                return;
-            }
-            if rec
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.until > self.clock.now())
-            {
-                // Work is in flight: its final write would lose the race against ours, and it
-                // flushes the outbox itself when it finishes.
-                return;
-            }
-            let mut published = Vec::new();
-            for event in &rec.outbox {
-                match publisher.publish(event).await {
-                    Ok(()) => published.push(event.event_id.clone()),
-                    Err(e) => {
-                        warn!(invite_id = %id, event_type = %event.event_type, error = %e, "lifecycle event not published yet; the relay will retry");
-                        break;
-                    }
-                }
-            }
-            if published.is_empty() {
-                return;
-            }
-            rec.outbox.retain(|e| !published.contains(&e.event_id));
-            rec.version += 1;
-            match self.store.save(&rec).await {
-                Ok(()) => return,
-                Err(StoreError::Conflict) => continue,
-                Err(e) => {
-                    warn!(invite_id = %id, error = %e, "could not clear the outbox; events may be published twice");
-                    return;
-                }
-            }
+        if let Some(outbox) = &self.outbox {
+            outbox.flush(id).await;
         }
     }
 
     /// Publishes every outbox left behind by a crash or an outage; returns how many invites it
     /// looked at.
     pub async fn relay_unpublished(&self, limit: usize) -> Result<usize, HandleError> {
-        if self.publisher.is_none() {
-            return Ok(0);
+        match &self.outbox {
+            Some(outbox) => Ok(outbox.relay(limit).await?),
+            None => Ok(0),
         }
-        let ids = self.store.with_unpublished(limit).await?;
-        for id in &ids {
-            self.flush_outbox(*id).await;
+    }
+
+    /// Adds the lifecycle event for a transition to `to` to the record's outbox (written in the
+    /// same conditional write as the transition, so a crash cannot lose it).
+    fn queue_publication(&self, rec: &mut Invite, to: InviteStatus, now: OffsetDateTime) {
+        if let Some(outbox) = &self.outbox {
+            outbox.queue(rec, to, now);
         }
-        Ok(ids.len())
     }
 
     /// Gives up the lease after a transient failure so the retry need not wait for it to expire.
@@ -1210,139 +1069,5 @@ impl Finish {
             reminder_sent: false,
             sub: None,
         }
-    }
-}
-
-/// Whether a guarded Cognito operation failed in a way that may leave the user disabled.
-fn held(e: &HandleError) -> bool {
-    matches!(e, HandleError::Transient(d) if left_on_hold(d))
-}
-
-fn rejection(e: &HandleError) -> Option<String> {
-    match e {
-        HandleError::Rejected { code, .. } => Some(code.clone()),
-        _ => None,
-    }
-}
-
-/// Whether an event is older than the newest one already applied (out-of-order delivery).
-/// Acceptance is a fact read from Cognito, never stale.
-fn is_stale(
-    current: Option<&Invite>,
-    trigger: &Trigger,
-    occurred_at: Option<OffsetDateTime>,
-) -> bool {
-    let (Some(rec), Some(at)) = (current, occurred_at) else {
-        return false;
-    };
-    matches!(
-        trigger,
-        Trigger::Requested | Trigger::Resend | Trigger::Revoke | Trigger::Replayed
-    ) && rec.last_occurred_at.is_some_and(|last| at < last)
-}
-
-/// Whether `req` is an operator's replay (`dlq replay`) of a request or resend that the invite has
-/// already seen: then it is decided as [`Trigger::Replayed`], which re-opens only a `failed`
-/// invite. A forged replay attribute can do no more than a new event id could (a new request
-/// re-opens a `failed` invite too); revokes and acceptances are never turned into replays.
-fn is_replay_of_seen(current: Option<&Invite>, trigger: &Trigger, req: &Request<'_>) -> bool {
-    match (current, req.event_id, req.replay) {
-        (Some(rec), Some(event_id), Some(_)) => {
-            matches!(trigger, Trigger::Requested | Trigger::Resend) && rec.has_seen(event_id)
-        }
-        _ => false,
-    }
-}
-
-/// Whether an internal trigger no longer applies to the record as it is now (it changed since the
-/// caller looked): an invite whose expiry was extended by a resend is not expired, and an invite
-/// already reminded in this generation is not reminded again. Checked on the freshly loaded
-/// record, inside the conditional-write loop, so two cleanups cannot both act on stale reads.
-fn moot(current: Option<&Invite>, trigger: &Trigger, now: OffsetDateTime) -> Option<&'static str> {
-    let rec = current?;
-    match trigger {
-        Trigger::ExpiryReached if rec.status.is_open() && rec.expires_at > now => {
-            Some("not_expired")
-        }
-        Trigger::ReminderDue
-            if rec.status == InviteStatus::Sent
-                && rec.reminded_generation == Some(rec.generation) =>
-        {
-            Some("already_reminded")
-        }
-        _ => None,
-    }
-}
-
-fn stamp(rec: &mut Invite, occurred_at: Option<OffsetDateTime>) {
-    if let Some(at) = occurred_at {
-        rec.last_occurred_at = Some(rec.last_occurred_at.map_or(at, |last| last.max(at)));
-    }
-}
-
-/// The outbound lifecycle event for a transition (contract in docs/lifecycle-events.md). Its id
-/// is derived from the invite and the record version, so a re-publication carries the same id.
-pub fn lifecycle_event(rec: &Invite, to: InviteStatus, now: OffsetDateTime) -> PendingPublication {
-    let event_type = format!("invite.{}", to.as_str());
-    let name = format!("{}/{}/{}", rec.invite_id, rec.version, event_type);
-    let event_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string();
-    let rfc = |t: OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    };
-    let body = serde_json::json!({
-        "version": 1,
-        "type": event_type,
-        "id": event_id,
-        "occurred_at": rfc(now),
-        "data": {
-            "invite_id": rec.invite_id.to_string(),
-            "email": rec.email.as_str(),
-            "user_pool_id": rec.user_pool_id,
-            "status": to.as_str(),
-            "reason": rec.reason,
-            "generation": rec.generation,
-            "send_count": rec.send_count,
-            "expires_at": rfc(rec.expires_at),
-            "sent_at": rec.sent_at.and_then(rfc),
-            "accepted_at": rec.accepted_at.and_then(rfc),
-            "external_id": rec.details.external_id,
-            "source": rec.details.source,
-            "user_sub": rec.user_sub,
-        }
-    });
-    PendingPublication {
-        event_id,
-        event_type,
-        body,
-    }
-}
-
-fn days(n: u32) -> time::Duration {
-    time::Duration::days(i64::from(n))
-}
-
-fn bump(rec: &mut Invite, now: OffsetDateTime) {
-    rec.version += 1;
-    rec.updated_at = now;
-}
-
-fn history(
-    now: OffsetDateTime,
-    from: Option<InviteStatus>,
-    to: InviteStatus,
-    req: &Request<'_>,
-    reason: Option<String>,
-    generation: u32,
-) -> HistoryEntry {
-    HistoryEntry {
-        at: now,
-        from,
-        to,
-        event_id: req.event_id.map(str::to_string),
-        event_type: req.event_type.to_string(),
-        reason,
-        generation,
-        replay: req.replay.cloned(),
     }
 }
