@@ -197,17 +197,7 @@ impl InviteService {
 
     /// The invite an event is about, for log fields (the same id the engine keys it by).
     pub fn invite_id_of(&self, event: &InboundEvent) -> InviteId {
-        match &event.body {
-            EventBody::InviteRequested(req) => {
-                InviteId::for_email(&self.config.user_pool_id, &req.email)
-            }
-            EventBody::InviteResend { target, .. } | EventBody::InviteRevoke { target, .. } => {
-                self.invite_id_for(target)
-            }
-            EventBody::RegistrationCompleted { email, .. } => {
-                InviteId::for_email(&self.config.user_pool_id, email)
-            }
-        }
+        self.invite_id_for(&event.body.target())
     }
 
     /// Applies one decoded event. Every line logged meanwhile is in an `event` span carrying
@@ -277,13 +267,9 @@ impl InviteService {
                     .await
             }
             EventBody::InviteRevoke { target, reason } => {
-                let email = match target {
-                    InviteRef::Email(e) => Some(e),
-                    InviteRef::Id(_) => None,
-                };
                 let request = Request {
                     reason: reason.as_deref(),
-                    email,
+                    email: target.email(),
                     ..base
                 };
                 self.apply(self.invite_id_for(target), Trigger::Revoke, &request)

@@ -14,7 +14,7 @@ use std::fmt;
 use backon::ExponentialBuilder;
 
 use crate::adapters::sqs::OutgoingMessage;
-use crate::domain::event::{EventBody, InviteRef};
+use crate::domain::event::EventBody;
 use crate::ops::queue::OpsQueue;
 use crate::ops::send::send_all;
 
@@ -24,16 +24,7 @@ pub use rows::{event_id_for, prepare, Prepared};
 /// The FIFO message group for an event: the person's normalised email (or invite id), so that
 /// one person's events stay in order and different people's run in parallel.
 pub fn group_id(body: &EventBody) -> String {
-    match body {
-        EventBody::InviteRequested(r) => r.email.as_str().to_string(),
-        EventBody::InviteResend { target, .. } | EventBody::InviteRevoke { target, .. } => {
-            match target {
-                InviteRef::Email(e) => e.as_str().to_string(),
-                InviteRef::Id(id) => id.to_string(),
-            }
-        }
-        EventBody::RegistrationCompleted { email, .. } => email.as_str().to_string(),
-    }
+    body.target().to_string()
 }
 
 /// How to enqueue.
