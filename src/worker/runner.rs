@@ -158,9 +158,6 @@ pub struct RunSummary {
     pub handler_timeouts: u64,
 }
 
-/// What one [`Worker::poll_once`] did.
-pub type PollReport = RunSummary;
-
 impl fmt::Display for RunSummary {
     /// `6 messages received: 3 acked, 1 retried, 2 dead-lettered`, then one line per kind
     /// of trouble that happened (none when all went well).
@@ -265,7 +262,7 @@ impl Worker {
     /// Receives one batch (as many messages as there are free slots, up to `max_messages`,
     /// waiting for a slot if none is free), handles all of it, flushes the deletes and returns.
     /// The pause hook and `until_idle` do not apply. Not meant to run alongside [`Worker::run`].
-    pub async fn poll_once(&self) -> PollReport {
+    pub async fn poll_once(&self) -> RunSummary {
         let before = self.stats.snapshot();
         let deleter = DeleteBatcher::spawn(self.queue.clone(), self.stats.clone());
         let batch = Batch::new(self, deleter.sender());

@@ -20,7 +20,7 @@ use crate::ops::dlq::scan::{Released, Scan, ScanOptions};
 use crate::ops::dlq::view::DeadLetterView;
 use crate::ops::queue::OpsQueue;
 use crate::ops::send::{default_backoff, send_all};
-use crate::worker::ratelimit::TokenBucket;
+use crate::ratelimit::TokenBucket;
 
 /// A refused or failed DLQ command.
 #[derive(Debug, thiserror::Error)]
