@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use invite_worker::ratelimit::fleet_budget::{system_wall_clock, FleetLimiter, Outcome};
 use invite_worker::adapters::dynamo::budget::{DynamoRateBudget, ATTR_GRANTED, BUDGET_PK_PREFIX};
 use invite_worker::adapters::dynamo::{ATTR_PK, ATTR_SK, ATTR_TTL};
 use invite_worker::config::Transport;
 use invite_worker::domain::InviteStatus;
 use invite_worker::ports::{InviteStore, RateBudget};
+use invite_worker::ratelimit::fleet_budget::{system_wall_clock, FleetLimiter, Outcome};
 use invite_worker::wiring;
 
 #[ignore = "needs the local stack: scripts/test.sh"]

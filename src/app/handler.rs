@@ -1,6 +1,9 @@
-//! The invite service: applies one event to one invite. It loads the record, asks the pure state
-//! machine what to do, claims the record with a lease (a conditional write), runs the side
-//! effects (Cognito, email), and writes the outcome with another conditional write.
+//! The invite service: applies one event to one invite. It **decodes** the event, loads the
+//! record and **decides** with the pure state machine ([`crate::domain::state`]) and record rules
+//! ([`crate::domain::record`]) what to do, **claims** the record with a lease (a conditional
+//! write), **acts** ([`super::effects`]: Cognito, email), and **records** the outcome with another
+//! conditional write, whose lifecycle event goes out through the outbox ([`super::outbox`]).
+//! What a failure means for the message is [`HandleError::disposition`].
 //!
 //! Crash safety rests on three rules:
 //! 1. The record is written *before* any side effect (status `pending`, with a lease), and the
@@ -17,27 +20,23 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::{info, warn, Instrument};
 
-use super::compose::{Composer, MailKind};
+use super::compose::Composer;
+use super::effects::{Effects, Finish};
 pub use super::handle_error::HandleError;
 use super::handle_error::{held, rejection};
 use super::outbox::Outbox;
 use crate::domain::event::{decode, EventBody, InboundEvent, InviteRef};
-use crate::domain::password::generate;
 use crate::domain::record::{
     bump, expiry, history, is_replay_of_seen, is_stale, moot, new_record, reopen, stamp, Cause,
     Opening,
 };
-use crate::domain::state::{decide, on_found_user, Effect, FoundUser, Outcome, Trigger};
+use crate::domain::state::{decide, Effect, Outcome, Trigger};
 use crate::domain::PoolProfile;
 use crate::domain::{
-    EmailAddress, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay, TemporaryPassword,
-    UserStanding,
+    EmailAddress, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay, UserStanding,
 };
-use crate::error::{Disposition, DownstreamError};
-use crate::ports::{
-    left_on_hold, Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher,
-    Removal, Rotation, StoreError,
-};
+use crate::error::Disposition;
+use crate::ports::{left_on_hold, Clock, Directory, InviteStore, Mailer, Publisher, StoreError};
 
 /// How often a lost race (a version conflict) is retried within one handling.
 const MAX_CONFLICT_RETRIES: usize = 5;
@@ -116,8 +115,8 @@ struct Plan<'a> {
 pub struct InviteService {
     store: Arc<dyn InviteStore>,
     directory: Arc<dyn Directory>,
-    mailer: Arc<dyn Mailer>,
-    composer: Arc<dyn Composer>,
+    /// The *act* step: the effects on Cognito and the mailer.
+    effects: Effects,
     clock: Arc<dyn Clock>,
     config: ServiceConfig,
     outbox: Option<Outbox>,
@@ -133,10 +132,9 @@ impl InviteService {
         config: ServiceConfig,
     ) -> Self {
         Self {
+            effects: Effects::new(directory.clone(), mailer, composer, clock.clone()),
             store,
             directory,
-            mailer,
-            composer,
             clock,
             config,
             outbox: None,
@@ -570,7 +568,8 @@ impl InviteService {
             if interrupted {
                 self.directory.lift_hold(&rec.username).await?;
             }
-            self.run_effects(&rec, trigger, target, plan.effects, req.profile)
+            self.effects
+                .run(&rec, trigger, target, plan.effects, req.profile)
                 .await
         }
         .await;
@@ -635,234 +634,6 @@ impl InviteService {
             &opening,
             now,
         ))
-    }
-
-    async fn run_effects(
-        &self,
-        rec: &Invite,
-        trigger: &Trigger,
-        target: InviteStatus,
-        effects: &[Effect],
-        profile: Option<&PoolProfile>,
-    ) -> Result<Finish, HandleError> {
-        let mut finish = Finish {
-            to: target,
-            reason: None,
-            invitation_sent: false,
-            reminder_sent: false,
-            sub: None,
-        };
-        let mut password: Option<TemporaryPassword> = None;
-        for effect in effects {
-            match effect {
-                Effect::ProvisionUser => match self.provision(rec, profile).await? {
-                    Provisioned::Ready { password: p, sub } => {
-                        password = Some(p);
-                        finish.sub = sub;
-                    }
-                    Provisioned::Unusable(reason) => return Ok(Finish::failed(reason)),
-                },
-                Effect::RotatePassword => match self.rotate(rec, profile).await? {
-                    Ok(p) => password = Some(p),
-                    Err(kept) => {
-                        return self
-                            .found(rec, Effect::RotatePassword, trigger, &kept)
-                            .await
-                    }
-                },
-                Effect::SendInvitation => {
-                    let pw = password
-                        .as_ref()
-                        .ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
-                    self.send(MailKind::Invitation, rec, Some(pw)).await?;
-                    finish.invitation_sent = true;
-                }
-                Effect::DeleteUnusedUser => {
-                    if let Removal::Kept(kept) =
-                        self.directory.delete_if_never_used(&rec.username).await?
-                    {
-                        // A user who registered is never deleted: at expiry, the person
-                        // accepted after all. Any other user is kept as found.
-                        let what = on_found_user(Effect::DeleteUnusedUser, trigger, &kept);
-                        if what == FoundUser::Accept {
-                            return self.accept_found(rec).await;
-                        }
-                    }
-                }
-                Effect::AddToGroups => {
-                    for group in &rec.details.groups {
-                        self.directory
-                            .add_user_to_group(&rec.username, group)
-                            .await?;
-                    }
-                }
-                Effect::SendWelcome => {
-                    self.send(MailKind::Welcome, rec, None).await?;
-                }
-                Effect::SendReminder => {
-                    let pw = password
-                        .as_ref()
-                        .ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
-                    self.send(MailKind::Reminder, rec, Some(pw)).await?;
-                    finish.reminder_sent = true;
-                }
-            }
-        }
-        Ok(finish)
-    }
-
-    /// The person completed registration although nobody reported it (found while rotating a
-    /// password or deleting an unused user): the invite is accepted with the same effects as a
-    /// reported acceptance, so the groups are never missing.
-    async fn accept_found(&self, rec: &Invite) -> Result<Finish, HandleError> {
-        for group in &rec.details.groups {
-            self.directory
-                .add_user_to_group(&rec.username, group)
-                .await?;
-        }
-        self.send(MailKind::Welcome, rec, None).await?;
-        Ok(Finish {
-            to: InviteStatus::Accepted,
-            reason: Some("found_confirmed".into()),
-            invitation_sent: false,
-            reminder_sent: false,
-            sub: None,
-        })
-    }
-
-    /// [`InviteService::provision_once`]; if Cognito rejects the password, once more with the
-    /// policy read afresh (the pool's policy may have changed since the profile was cached).
-    async fn provision(
-        &self,
-        rec: &Invite,
-        profile: Option<&PoolProfile>,
-    ) -> Result<Provisioned, HandleError> {
-        match self.provision_once(rec, profile).await {
-            Err(HandleError::Rejected { code, .. }) if code == "invalid_password" => {
-                let fresh = self.directory.refresh_pool_profile().await?;
-                self.provision_once(rec, Some(&fresh)).await
-            }
-            other => other,
-        }
-    }
-
-    /// What the invite does when an effect finds a user it may not use (see `on_found_user`).
-    async fn found(
-        &self,
-        rec: &Invite,
-        effect: Effect,
-        trigger: &Trigger,
-        standing: &UserStanding,
-    ) -> Result<Finish, HandleError> {
-        match on_found_user(effect, trigger, standing) {
-            FoundUser::Accept => self.accept_found(rec).await,
-            FoundUser::Fail(reason) => {
-                warn!(invite_id = %rec.invite_id, reason = %reason, "the invite's Cognito user cannot be used; the invite fails and the user is left as it is");
-                Ok(Finish::failed(reason))
-            }
-            FoundUser::Proceed | FoundUser::Keep => Err(HandleError::Corrupt(format!(
-                "a usable user reported as unusable ({standing:?})"
-            ))),
-        }
-    }
-
-    /// Creates the user with a fresh temporary password, or gives an existing never-used user a
-    /// fresh one. Any other user is never touched.
-    async fn provision_once(
-        &self,
-        rec: &Invite,
-        profile: Option<&PoolProfile>,
-    ) -> Result<Provisioned, HandleError> {
-        let fetched;
-        let profile = match profile {
-            Some(p) => p,
-            None => {
-                fetched = self.directory.pool_profile().await?;
-                &fetched
-            }
-        };
-        let password = generate(&profile.password_policy);
-        let user = NewUser {
-            username: &rec.username,
-            email: &rec.email,
-            attributes: &rec.details.attributes,
-            temporary_password: &password,
-        };
-        match self.directory.create_user(&user).await? {
-            CreateOutcome::Created { sub } => Ok(Provisioned::Ready { password, sub }),
-            CreateOutcome::AlreadyExists => match self
-                .directory
-                .rotate_if_never_used(&rec.username, &password)
-                .await?
-            {
-                Rotation::Rotated { sub } => Ok(Provisioned::Ready { password, sub }),
-                Rotation::Kept(kept) => {
-                    match on_found_user(Effect::ProvisionUser, &Trigger::Requested, &kept) {
-                        FoundUser::Fail(reason) => Ok(Provisioned::Unusable(reason)),
-                        _ => Ok(Provisioned::Unusable(kept.reason())),
-                    }
-                }
-                Rotation::Missing => Err(HandleError::Transient(DownstreamError::new(
-                    crate::error::Service::Cognito,
-                    "AdminGetUser",
-                    crate::error::ErrorKind::Unavailable,
-                    "user reported as existing, then not found; will retry",
-                ))),
-            },
-        }
-    }
-
-    /// A fresh temporary password for an existing never-used user (re-creating a missing one);
-    /// `Err(standing)` for a user the invite may not give a password to.
-    async fn rotate(
-        &self,
-        rec: &Invite,
-        profile: Option<&PoolProfile>,
-    ) -> Result<Result<TemporaryPassword, UserStanding>, HandleError> {
-        let fetched;
-        let profile = match profile {
-            Some(p) => p,
-            None => {
-                fetched = self.directory.pool_profile().await?;
-                &fetched
-            }
-        };
-        let password = generate(&profile.password_policy);
-        match self
-            .directory
-            .rotate_if_never_used(&rec.username, &password)
-            .await?
-        {
-            Rotation::Rotated { .. } => Ok(Ok(password)),
-            Rotation::Kept(kept) => Ok(Err(kept)),
-            Rotation::Missing => match self.provision(rec, Some(profile)).await? {
-                Provisioned::Ready { password, .. } => Ok(Ok(password)),
-                Provisioned::Unusable(_) => Err(HandleError::Transient(DownstreamError::new(
-                    crate::error::Service::Cognito,
-                    "AdminCreateUser",
-                    crate::error::ErrorKind::Unavailable,
-                    "user reported missing, then existing; will retry",
-                ))),
-            },
-        }
-    }
-
-    async fn send(
-        &self,
-        kind: MailKind,
-        rec: &Invite,
-        password: Option<&TemporaryPassword>,
-    ) -> Result<(), HandleError> {
-        let mail = self
-            .composer
-            .compose(kind, rec, password, self.clock.now())
-            .map_err(|m| HandleError::Rejected {
-                code: "template_error".into(),
-                message: m,
-            })?;
-        let message_id = self.mailer.send(&mail).await?;
-        info!(invite_id = %rec.invite_id, kind = kind.as_str(), mail_message_id = %message_id, "email sent");
-        Ok(())
     }
 
     async fn finish(
@@ -1025,35 +796,5 @@ enum Step {
 impl From<HandleError> for Step {
     fn from(e: HandleError) -> Self {
         Step::Failed(e)
-    }
-}
-
-enum Provisioned {
-    Ready {
-        password: TemporaryPassword,
-        sub: Option<String>,
-    },
-    /// The user exists and the invite may not use it; the reason code says why.
-    Unusable(String),
-}
-
-struct Finish {
-    to: InviteStatus,
-    reason: Option<String>,
-    invitation_sent: bool,
-    reminder_sent: bool,
-    sub: Option<String>,
-}
-
-impl Finish {
-    /// The invite ends `failed` with `reason`, nothing sent.
-    fn failed(reason: String) -> Self {
-        Finish {
-            to: InviteStatus::Failed,
-            reason: Some(reason),
-            invitation_sent: false,
-            reminder_sent: false,
-            sub: None,
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! Application services: what happens to each event.
 
 pub mod compose;
+mod effects;
 pub mod handle_error;
 pub mod handler;
 #[cfg(test)]
