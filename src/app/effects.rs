@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::compose::{Composer, MailKind};
 use super::handle_error::HandleError;
 use crate::domain::password::generate;
+use crate::domain::record::Finish;
 use crate::domain::state::{on_found_user, Effect, FoundUser, Trigger};
 use crate::domain::{Invite, InviteStatus, PoolProfile, TemporaryPassword, UserStanding};
 use crate::error::{DownstreamError, ErrorKind, Service};
@@ -73,10 +74,8 @@ impl Effects {
                     }
                 },
                 Effect::SendInvitation => {
-                    let pw = password
-                        .as_ref()
-                        .ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
-                    self.send(MailKind::Invitation, rec, Some(pw)).await?;
+                    self.send_password(MailKind::Invitation, rec, password.as_ref())
+                        .await?;
                     finish.invitation_sent = true;
                 }
                 Effect::DeleteUnusedUser => {
@@ -91,21 +90,13 @@ impl Effects {
                         }
                     }
                 }
-                Effect::AddToGroups => {
-                    for group in &rec.details.groups {
-                        self.directory
-                            .add_user_to_group(&rec.username, group)
-                            .await?;
-                    }
-                }
+                Effect::AddToGroups => self.add_to_groups(rec).await?,
                 Effect::SendWelcome => {
                     self.send(MailKind::Welcome, rec, None).await?;
                 }
                 Effect::SendReminder => {
-                    let pw = password
-                        .as_ref()
-                        .ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
-                    self.send(MailKind::Reminder, rec, Some(pw)).await?;
+                    self.send_password(MailKind::Reminder, rec, password.as_ref())
+                        .await?;
                     finish.reminder_sent = true;
                 }
             }
@@ -117,11 +108,7 @@ impl Effects {
     /// password or deleting an unused user): the invite is accepted with the same effects as a
     /// reported acceptance, so the groups are never missing.
     async fn accept_found(&self, rec: &Invite) -> Result<Finish, HandleError> {
-        for group in &rec.details.groups {
-            self.directory
-                .add_user_to_group(&rec.username, group)
-                .await?;
-        }
+        self.add_to_groups(rec).await?;
         self.send(MailKind::Welcome, rec, None).await?;
         Ok(Finish {
             to: InviteStatus::Accepted,
@@ -253,6 +240,27 @@ impl Effects {
         Ok(())
     }
 
+    async fn add_to_groups(&self, rec: &Invite) -> Result<(), HandleError> {
+        for group in &rec.details.groups {
+            self.directory
+                .add_user_to_group(&rec.username, group)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends an email that carries the temporary password the effects before it set.
+    async fn send_password(
+        &self,
+        kind: MailKind,
+        rec: &Invite,
+        password: Option<&TemporaryPassword>,
+    ) -> Result<(), HandleError> {
+        let password =
+            password.ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
+        self.send(kind, rec, Some(password)).await
+    }
+
     /// The pool profile the event's check already read, or a fresh read.
     async fn profile_or_read<'p>(
         &self,
@@ -272,27 +280,4 @@ pub(super) enum Provisioned {
     },
     /// The user exists and the invite may not use it; the reason code says why.
     Unusable(String),
-}
-
-/// What the effects of a claimed attempt came to: the status the invite ends in and what the
-/// record should remember of it.
-pub(super) struct Finish {
-    pub(super) to: InviteStatus,
-    pub(super) reason: Option<String>,
-    pub(super) invitation_sent: bool,
-    pub(super) reminder_sent: bool,
-    pub(super) sub: Option<String>,
-}
-
-impl Finish {
-    /// The invite ends `failed` with `reason`, nothing sent.
-    pub(super) fn failed(reason: String) -> Self {
-        Finish {
-            to: InviteStatus::Failed,
-            reason: Some(reason),
-            invitation_sent: false,
-            reminder_sent: false,
-            sub: None,
-        }
-    }
 }

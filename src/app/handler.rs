@@ -21,14 +21,14 @@ use time::OffsetDateTime;
 use tracing::{info, warn, Instrument};
 
 use super::compose::Composer;
-use super::effects::{Effects, Finish};
+use super::effects::Effects;
 pub use super::handle_error::HandleError;
 use super::handle_error::{held, rejection};
 use super::outbox::Outbox;
 use crate::domain::event::{decode, EventBody, InboundEvent, InviteRef};
 use crate::domain::record::{
-    bump, expiry, history, is_replay_of_seen, is_stale, moot, new_record, reopen, stamp, Cause,
-    Opening,
+    bump, expiry, history, is_replay_of_seen, is_stale, moot, new_record, record_finish, reopen,
+    stamp, Cause, Finish, Opening,
 };
 use crate::domain::state::{decide, Effect, Outcome, Trigger};
 use crate::domain::PoolProfile;
@@ -644,58 +644,28 @@ impl InviteService {
         req: &Request<'_>,
         now: OffsetDateTime,
     ) -> Result<Handled, Step> {
-        let reason = finish
-            .reason
-            .clone()
-            .or_else(|| req.reason.map(str::to_string));
-        rec.status = finish.to;
-        rec.reason = if finish.to.is_open() {
-            None
-        } else {
-            reason.clone()
-        };
-        rec.lease = None;
-        if finish.invitation_sent {
-            rec.send_count += 1;
-            rec.sent_at = Some(now);
-        }
-        if finish.sub.is_some() {
-            rec.user_sub = finish.sub;
-        }
-        if finish.reminder_sent {
-            rec.reminded_generation = Some(rec.generation);
-        }
-        if finish.to == InviteStatus::Accepted {
-            rec.accepted_at = Some(now);
-        }
-        rec.push_history(history(
-            now,
-            Some(from),
-            finish.to,
-            &req.cause(),
-            reason,
-            rec.generation,
-        ));
+        let (to, reminder_sent) = (finish.to, finish.reminder_sent);
+        record_finish(&mut rec, from, finish, &req.cause(), req.reason, now);
         stamp(&mut rec, req.occurred_at);
         bump(&mut rec, now);
-        if !finish.reminder_sent {
-            self.queue_publication(&mut rec, finish.to, now);
+        if !reminder_sent {
+            self.queue_publication(&mut rec, to, now);
         }
         self.save(&rec).await.map_err(|s| match s {
             Step::Conflict => Step::Failed(HandleError::Contended(rec.invite_id)),
             other => other,
         })?;
         self.flush_outbox(rec.invite_id).await;
-        let outcome = match (from, finish.to) {
-            _ if finish.reminder_sent => "reminded",
+        let outcome = match (from, to) {
+            _ if reminder_sent => "reminded",
             (InviteStatus::Sent, InviteStatus::Sent) => "resent",
             (_, to) => to.as_str(),
         };
-        info!(invite_id = %rec.invite_id, event_id = req.event_id, from = %from, to = %finish.to, generation = rec.generation, "invite transition");
+        info!(invite_id = %rec.invite_id, event_id = req.event_id, from = %from, to = %to, generation = rec.generation, "invite transition");
         Ok(Handled {
             outcome,
             invite_id: Some(rec.invite_id),
-            status: Some(finish.to),
+            status: Some(to),
             changed: true,
         })
     }

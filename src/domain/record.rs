@@ -31,6 +31,71 @@ pub struct Opening<'a> {
     pub expires_at: OffsetDateTime,
 }
 
+/// What the effects of a claimed attempt came to: the status the invite ends in and what the
+/// record remembers of it.
+pub struct Finish {
+    pub to: InviteStatus,
+    pub reason: Option<String>,
+    pub invitation_sent: bool,
+    pub reminder_sent: bool,
+    pub sub: Option<String>,
+}
+
+impl Finish {
+    /// The invite ends `failed` with `reason`, nothing sent.
+    pub fn failed(reason: String) -> Self {
+        Finish {
+            to: InviteStatus::Failed,
+            reason: Some(reason),
+            invitation_sent: false,
+            reminder_sent: false,
+            sub: None,
+        }
+    }
+}
+
+/// Writes what an attempt's effects came to into the claimed record: the status, the reason
+/// (`event_reason` when the effects gave none; kept only by a closed invite), what was sent and
+/// learnt, and one history line from `from`. The lease is given back.
+pub fn record_finish(
+    rec: &mut Invite,
+    from: InviteStatus,
+    finish: Finish,
+    cause: &Cause<'_>,
+    event_reason: Option<&str>,
+    now: OffsetDateTime,
+) {
+    let reason = finish.reason.or_else(|| event_reason.map(str::to_string));
+    rec.status = finish.to;
+    rec.reason = if finish.to.is_open() {
+        None
+    } else {
+        reason.clone()
+    };
+    rec.lease = None;
+    if finish.invitation_sent {
+        rec.send_count += 1;
+        rec.sent_at = Some(now);
+    }
+    if finish.sub.is_some() {
+        rec.user_sub = finish.sub;
+    }
+    if finish.reminder_sent {
+        rec.reminded_generation = Some(rec.generation);
+    }
+    if finish.to == InviteStatus::Accepted {
+        rec.accepted_at = Some(now);
+    }
+    rec.push_history(history(
+        now,
+        Some(from),
+        finish.to,
+        cause,
+        reason,
+        rec.generation,
+    ));
+}
+
 /// When an invite opened or resent at `now` expires: after the days the event asks for, or the
 /// configured default.
 pub fn expiry(now: OffsetDateTime, asked_days: Option<u32>, default_days: u32) -> OffsetDateTime {

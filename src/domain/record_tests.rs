@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 
 use super::invite::{Invite, InviteDetails, InviteId, InviteStatus, Replay};
 use super::record::{
-    bump, expiry, history, is_replay_of_seen, is_stale, lifecycle_event, moot, new_record, reopen,
-    stamp, Cause, Opening,
+    bump, expiry, history, is_replay_of_seen, is_stale, lifecycle_event, moot, new_record,
+    record_finish, reopen, stamp, Cause, Finish, Opening,
 };
 use super::state::Trigger;
 use super::EmailAddress;
@@ -312,5 +312,111 @@ fn a_lifecycle_event_has_an_id_stable_per_version() {
     assert_ne!(
         lifecycle_event(&rec, InviteStatus::Revoked, NOW).event_id,
         first.event_id
+    );
+}
+
+fn finish(to: InviteStatus, reason: Option<&str>) -> Finish {
+    Finish {
+        to,
+        reason: reason.map(str::to_string),
+        invitation_sent: false,
+        reminder_sent: false,
+        sub: None,
+    }
+}
+
+#[test]
+fn record_finish_table() {
+    // (what the effects came to, the event's reason) -> (status, reason kept, history reason)
+    let cases = [
+        (finish(InviteStatus::Sent, None), None, None, None),
+        (finish(InviteStatus::Sent, Some("x")), None, None, Some("x")),
+        (
+            finish(InviteStatus::Failed, Some("bad")),
+            Some("ev"),
+            Some("bad"),
+            Some("bad"),
+        ),
+        (
+            finish(InviteStatus::Revoked, None),
+            Some("ev"),
+            Some("ev"),
+            Some("ev"),
+        ),
+        (finish(InviteStatus::Accepted, None), None, None, None),
+    ];
+    for (done, event_reason, kept, noted) in cases {
+        let to = done.to;
+        let mut rec = record(InviteStatus::Pending);
+        rec.lease = Some(super::invite::Lease {
+            token: "t".into(),
+            until: LATER,
+        });
+        record_finish(
+            &mut rec,
+            InviteStatus::Pending,
+            done,
+            &cause(Some("evt-2"), None),
+            event_reason,
+            NOW,
+        );
+        assert_eq!(rec.status, to);
+        assert_eq!(rec.reason.as_deref(), kept, "{to}");
+        assert_eq!(rec.lease, None);
+        let line = rec.history.last().unwrap();
+        assert_eq!((line.from, line.to), (Some(InviteStatus::Pending), to));
+        assert_eq!(line.reason.as_deref(), noted, "{to}");
+        assert_eq!(
+            rec.accepted_at,
+            (to == InviteStatus::Accepted).then_some(NOW)
+        );
+        assert_eq!(
+            (rec.send_count, rec.sent_at, rec.reminded_generation),
+            (0, None, None)
+        );
+    }
+}
+
+#[test]
+fn record_finish_remembers_what_was_sent_and_learnt() {
+    let mut rec = record(InviteStatus::Pending);
+    rec.user_sub = Some("old".into());
+    let sent = Finish {
+        invitation_sent: true,
+        sub: Some("sub-1".into()),
+        ..finish(InviteStatus::Sent, None)
+    };
+    record_finish(
+        &mut rec,
+        InviteStatus::Pending,
+        sent,
+        &cause(None, None),
+        None,
+        NOW,
+    );
+    assert_eq!((rec.send_count, rec.sent_at), (1, Some(NOW)));
+    assert_eq!(rec.user_sub.as_deref(), Some("sub-1"));
+    let reminded = Finish {
+        reminder_sent: true,
+        ..finish(InviteStatus::Sent, None)
+    };
+    record_finish(
+        &mut rec,
+        InviteStatus::Sent,
+        reminded,
+        &cause(None, None),
+        None,
+        LATER,
+    );
+    assert_eq!(rec.reminded_generation, Some(rec.generation));
+    assert_eq!(
+        (rec.send_count, rec.sent_at),
+        (1, Some(NOW)),
+        "a reminder is not an invitation"
+    );
+    assert_eq!(
+        rec.user_sub.as_deref(),
+        Some("sub-1"),
+        "no sub learnt keeps the old one"
     );
 }
