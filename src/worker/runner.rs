@@ -21,12 +21,12 @@ use super::stats::{StatsSnapshot, WorkerStats};
 use super::MessageHandler;
 use crate::config::Settings;
 use crate::error::Disposition;
-use crate::ports::{DeadLetter, Queue, QueueMessage};
+use crate::ports::{queue_limits, DeadLetter, Queue, QueueMessage};
 
 /// SQS's longest long poll.
-const MAX_WAIT: Duration = Duration::from_secs(20);
+const MAX_WAIT: Duration = Duration::from_secs(queue_limits::MAX_WAIT_SECONDS);
 /// SQS's most messages per receive.
-const MAX_MESSAGES: u8 = 10;
+const MAX_MESSAGES: u8 = queue_limits::MAX_BATCH as u8;
 /// The pause after an empty receive when long polling is off, so the loop does not spin.
 const SHORT_POLL_PAUSE: Duration = Duration::from_millis(100);
 /// With `until_idle`: the longest wait of one receive, so an empty queue is noticed within

@@ -13,12 +13,11 @@ use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
 use crate::error::{DownstreamError, ErrorKind, Service};
+use crate::ports::queue_limits::{MAX_BATCH, MAX_VISIBILITY_SECONDS};
 use crate::ports::{BatchFailure, DeadLetter, Queue, QueueMessage};
 
-/// SQS's limit on entries per batch call.
-const MAX_BATCH: usize = 10;
 /// SQS's limit on a visibility timeout.
-const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+const MAX_VISIBILITY: Duration = Duration::from_secs(MAX_VISIBILITY_SECONDS);
 
 /// The operations faults can be injected into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -352,7 +351,7 @@ impl Queue for MemoryQueue {
     async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError> {
         self.enter(QueueOp::Receive).await?;
         self.lock().receive_requests.push(max);
-        if !(1..=10).contains(&max) {
+        if !(1..=MAX_BATCH).contains(&usize::from(max)) {
             return Err(rejected(
                 QueueOp::Receive,
                 "invalid_parameter_value",
