@@ -67,6 +67,19 @@ impl HandleError {
         }
     }
 
+    /// Whether a guarded Cognito operation failed in a way that may leave the user disabled.
+    pub fn leaves_user_on_hold(&self) -> bool {
+        matches!(self, HandleError::Transient(d) if left_on_hold(d))
+    }
+
+    /// The reason code of a permanent rejection (the message is dead-lettered).
+    pub fn rejection_code(&self) -> Option<String> {
+        match self {
+            HandleError::Rejected { code, .. } => Some(code.clone()),
+            _ => None,
+        }
+    }
+
     fn from_downstream(e: DownstreamError) -> Self {
         match e.rejection_code() {
             Some(code) => HandleError::Rejected {
@@ -98,17 +111,5 @@ impl From<StoreError> for HandleError {
             }
             StoreError::Downstream(d) => HandleError::from_downstream(d),
         }
-    }
-}
-
-/// Whether a guarded Cognito operation failed in a way that may leave the user disabled.
-pub(super) fn held(e: &HandleError) -> bool {
-    matches!(e, HandleError::Transient(d) if left_on_hold(d))
-}
-
-pub(super) fn rejection(e: &HandleError) -> Option<String> {
-    match e {
-        HandleError::Rejected { code, .. } => Some(code.clone()),
-        _ => None,
     }
 }

@@ -23,7 +23,6 @@ use tracing::{info, warn, Instrument};
 use super::compose::Composer;
 use super::effects::Effects;
 pub use super::handle_error::HandleError;
-use super::handle_error::{held, rejection};
 use super::outbox::Outbox;
 use crate::domain::event::{decode, EventBody, InboundEvent, InviteRef};
 use crate::domain::record::{
@@ -576,12 +575,12 @@ impl InviteService {
         match result {
             Ok(finish) => self.finish(rec, from, finish, req, now).await,
             Err(e) => {
-                if held(&e) {
+                if e.leaves_user_on_hold() {
                     // A user this attempt disabled could not be re-enabled: the lease stays, so
                     // the next attempt finds it stale and lifts the hold first.
                     return Err(Step::Failed(e));
                 }
-                if let (true, Some(code)) = (opening, rejection(&e)) {
+                if let (true, Some(code)) = (opening, e.rejection_code()) {
                     // A permanent failure while opening: the invite ends `failed` (and its unused
                     // user is removed), and the event goes to the DLQ for an operator.
                     if let Err(removal) = self.directory.delete_if_never_used(&rec.username).await {
