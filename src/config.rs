@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::redirect::RedirectHosts;
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Settings {
     pub queue: QueueSettings,
@@ -104,6 +106,10 @@ pub struct EmailSettings {
     pub app_name: String,
     /// Default sign-in link when an invite has no `redirect_url`.
     pub sign_in_url: String,
+    /// Hosts an invite's `redirect_url` may point to (https only); empty: the host of
+    /// `sign_in_url`. See [`crate::domain::redirect`].
+    #[serde(default)]
+    pub redirect_hosts: Vec<String>,
     pub templates_dir: PathBuf,
     pub default_locale: String,
     pub send_rate_per_second: f64,
@@ -297,7 +303,9 @@ impl Settings {
                 config::Environment::with_prefix("INVITE_WORKER")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("email.redirect_hosts"),
             );
         let settings: Settings = builder
             .build()
@@ -355,7 +363,14 @@ impl Settings {
         if self.log.format != "json" && self.log.format != "pretty" {
             return bad("log.format", "must be \"json\" or \"pretty\"");
         }
+        self.redirect_hosts()?;
         Ok(())
+    }
+
+    /// The allow-list for invites' `redirect_url` (`email.redirect_hosts`, else the host of
+    /// `email.sign_in_url`); an error names the key.
+    pub fn redirect_hosts(&self) -> Result<RedirectHosts, ConfigError> {
+        RedirectHosts::new(&self.email.redirect_hosts, &self.email.sign_in_url).map_err(ConfigError)
     }
 
     /// The effective configuration as TOML with secrets replaced, for `config check`.

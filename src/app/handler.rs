@@ -20,11 +20,11 @@ use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteR
 use crate::domain::invite::PendingPublication;
 use crate::domain::password::generate;
 use crate::domain::state::{decide, Effect, Outcome, Trigger};
-use crate::domain::PoolProfile;
 use crate::domain::{
     EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease,
     TemporaryPassword,
 };
+use crate::domain::{PoolProfile, RedirectHosts};
 use crate::error::{Disposition, DownstreamError};
 use crate::ports::{
     Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher, StoreError,
@@ -45,6 +45,8 @@ pub struct ServiceConfig {
     pub default_expiry_days: u32,
     /// How long a claim on an invite lasts if the worker dies holding it.
     pub lease: Duration,
+    /// Where an invite's `redirect_url` may point (`email.redirect_hosts`).
+    pub redirect_hosts: RedirectHosts,
 }
 
 /// Why handling failed, and so what the worker does next (see [`HandleError::disposition`]).
@@ -280,6 +282,12 @@ impl InviteService {
         };
         match &event.body {
             EventBody::InviteRequested(req) => {
+                if let Some(url) = &req.details.redirect_url {
+                    self.config
+                        .redirect_hosts
+                        .check(url)
+                        .map_err(HandleError::Invalid)?;
+                }
                 let profile = self.directory.pool_profile().await?;
                 profile
                     .check_attributes(&req.details.attributes)

@@ -12,6 +12,7 @@ use crate::adapters::memory::{
     ManualClock, MemoryDirectory, MemoryMailer, MemoryPublisher, MemoryStore,
 };
 use crate::domain::pool::tests::reference_pool;
+use crate::domain::RedirectHosts;
 
 pub const POOL: &str = "us-east-1_test";
 pub const START: OffsetDateTime = datetime!(2026-11-26 12:00 UTC);
@@ -42,6 +43,7 @@ pub fn world_with(publishing: bool) -> World {
             user_pool_id: POOL.into(),
             default_expiry_days: 7,
             lease: Duration::from_secs(120),
+            redirect_hosts: RedirectHosts::only(&["app.example.com"]),
         },
     );
     if publishing {

@@ -7,6 +7,7 @@ mod event_tests;
 pub mod invite;
 pub mod password;
 pub mod pool;
+pub mod redirect;
 pub mod state;
 pub mod text;
 
@@ -15,4 +16,5 @@ pub use event::{DecodeError, EventBody, InboundEvent, InviteRef, InviteRequest};
 pub use invite::{HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease};
 pub use password::{PasswordPolicy, TemporaryPassword};
 pub use pool::PoolProfile;
+pub use redirect::RedirectHosts;
 pub use state::{Effect, Outcome, Trigger};
