@@ -263,6 +263,27 @@ mod tests {
     }
 
     #[test]
+    fn a_long_address_gets_the_same_short_group_from_enqueue_and_replay() {
+        let email = format!("{}@{}.example.com", "a".repeat(64), "d".repeat(60));
+        assert!(email.len() > 128);
+        let body = format!(
+            r#"{{"version":1,"type":"invite.requested","id":"e-1","data":{{"email":"{email}"}}}}"#
+        );
+        let mut m = diagnosed(&[]);
+        m.attributes.insert(
+            ATTR_SOURCE_QUEUE.into(),
+            "https://sqs.example/123/invites.fifo".into(),
+        );
+        m.body = body.clone();
+        let copy = replay_copy(&m, "https://sqs.example/123/invites.fifo", NOW);
+        let replayed = copy.message.group_id.expect("a FIFO copy has a group");
+        let enqueued = crate::ops::enqueue::group_id(&decode(&body).unwrap().body);
+        assert_eq!(replayed, enqueued);
+        assert!(replayed.len() <= 128, "{replayed}");
+        assert_eq!(replayed, hex::encode(Sha256::digest(email.as_bytes())));
+    }
+
+    #[test]
     fn long_or_odd_dedup_ids_are_hashed() {
         assert_eq!(replay_dedup_id("abc", 2), "replay-abc-2");
         assert_eq!(replay_dedup_id(&"x".repeat(200), 1).len(), 64);
