@@ -7,11 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::adapters::sqs::dead_letter::{sqs_safe, DEFAULT_GROUP_ID, MAX_DEDUP_ID_LEN};
+use crate::adapters::sqs::dead_letter::{fifo_id, sqs_safe, DEFAULT_GROUP_ID};
 use crate::adapters::sqs::{
     OutgoingMessage, ATTR_ORIGINAL_MESSAGE_ID, ATTR_PREFIX, ATTR_SOURCE_QUEUE,
     MAX_MESSAGE_ATTRIBUTES,
@@ -108,13 +107,7 @@ pub fn replay_attributes(
 /// so a replay retried (or repeated after a crash) within SQS's five-minute window is dropped by
 /// SQS itself, while a later replay of a message that failed again is not.
 pub fn replay_dedup_id(original_message_id: &str, replay_count: u32) -> String {
-    let id = format!("replay-{original_message_id}-{replay_count}");
-    let allowed = |c: char| c.is_ascii_alphanumeric() || c.is_ascii_punctuation();
-    if id.len() <= MAX_DEDUP_ID_LEN && id.chars().all(allowed) {
-        id
-    } else {
-        hex::encode(Sha256::digest(id.as_bytes()))
-    }
+    fifo_id(&format!("replay-{original_message_id}-{replay_count}"))
 }
 
 /// The FIFO group of the copy: the dead letter's own group, else the person's address from the
@@ -291,7 +284,8 @@ mod tests {
         let enqueued = crate::ops::enqueue::group_id(&decode(&body).unwrap().body);
         assert_eq!(replayed, enqueued);
         assert!(replayed.len() <= 128, "{replayed}");
-        assert_eq!(replayed, hex::encode(Sha256::digest(email.as_bytes())));
+        assert_eq!(replayed, fifo_id(&email));
+        assert_eq!(replayed.len(), 64);
     }
 
     #[test]

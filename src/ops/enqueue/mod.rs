@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 use backon::ExponentialBuilder;
-use sha2::{Digest, Sha256};
 
+use crate::adapters::sqs::dead_letter::fifo_id;
 use crate::adapters::sqs::OutgoingMessage;
 use crate::domain::event::{EventBody, InviteRef};
 use crate::ops::queue::OpsQueue;
@@ -22,13 +22,10 @@ use crate::ops::send::send_all;
 pub use input::{parse, read_file, Format, InputError, Item, Origin, SingleInvite};
 pub use rows::{event_id_for, prepare, Prepared};
 
-/// SQS's limit on a `MessageGroupId`.
-pub const MAX_GROUP_ID_LEN: usize = 128;
-
 /// The FIFO message group for an event: the person's normalised email (or invite id), so that
-/// one person's events stay in order and different people's run in parallel. The one rule for
-/// `enqueue` and `dlq replay` (and, documented in docs/event-contract.md, for producers): see
-/// [`fifo_group_id`].
+/// one person's events stay in order and different people's run in parallel; its SHA-256 in hex
+/// when that is longer than SQS's 128 characters ([`fifo_id`]). The one rule for `enqueue` and
+/// `dlq replay`, and for producers (docs/event-contract.md, "FIFO queues").
 pub fn group_id(body: &EventBody) -> String {
     let key = match body {
         EventBody::InviteRequested(r) => r.email.as_str().to_string(),
@@ -40,19 +37,7 @@ pub fn group_id(body: &EventBody) -> String {
         }
         EventBody::RegistrationCompleted { email, .. } => email.as_str().to_string(),
     };
-    fifo_group_id(&key)
-}
-
-/// A `MessageGroupId` for `key`: the key itself when SQS accepts it (at most 128 ASCII letters,
-/// digits and punctuation), else the 64 lower-case hex digits of its SHA-256 (an address may
-/// have 254 characters). Stable: the same key always gets the same group.
-pub fn fifo_group_id(key: &str) -> String {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || c.is_ascii_punctuation();
-    if !key.is_empty() && key.len() <= MAX_GROUP_ID_LEN && key.chars().all(allowed) {
-        key.to_string()
-    } else {
-        hex::encode(Sha256::digest(key.as_bytes()))
-    }
+    fifo_id(&key)
 }
 
 /// How to enqueue.
