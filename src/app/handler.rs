@@ -27,6 +27,7 @@ use crate::domain::{
     EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay,
     TemporaryPassword, UserStanding,
 };
+use crate::domain::RedirectHosts;
 use crate::error::{Disposition, DownstreamError};
 use crate::ports::{
     left_on_hold, Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher,
@@ -47,6 +48,8 @@ pub struct ServiceConfig {
     pub default_expiry_days: u32,
     /// How long a claim on an invite lasts if the worker dies holding it.
     pub lease: Duration,
+    /// Where an invite's `redirect_url` may point (`email.redirect_hosts`).
+    pub redirect_hosts: RedirectHosts,
 }
 
 /// Why handling failed, and so what the worker does next (see [`HandleError::disposition`]).
@@ -304,6 +307,12 @@ impl InviteService {
         };
         match &event.body {
             EventBody::InviteRequested(req) => {
+                if let Some(url) = &req.details.redirect_url {
+                    self.config
+                        .redirect_hosts
+                        .check(url)
+                        .map_err(HandleError::Invalid)?;
+                }
                 let profile = self.checked_profile(&req.details.attributes).await?;
                 let id = InviteId::for_email(&self.config.user_pool_id, &req.email);
                 let request = Request {
