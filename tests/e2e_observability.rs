@@ -144,8 +144,8 @@ async fn metrics_move_and_the_worker_is_healthy_after_a_drain() {
         moved(
             "invite_worker_downstream_calls_total",
             &[("service", "cognito"), ("result", "ok")]
-        ) >= 6.0,
-        "create_user and add_user_to_group for each: {after}"
+        ) >= 4.0,
+        "create_user for each, and at least one real DescribeUserPool (the profile cache answers the rest): {after}"
     );
     assert_eq!(
         moved(
