@@ -23,11 +23,11 @@ use crate::domain::invite::PendingPublication;
 use crate::domain::password::generate;
 use crate::domain::state::{decide, on_found_user, Effect, FoundUser, Outcome, Trigger};
 use crate::domain::PoolProfile;
+use crate::domain::RedirectHosts;
 use crate::domain::{
     EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay,
     TemporaryPassword, UserStanding,
 };
-use crate::domain::RedirectHosts;
 use crate::error::{Disposition, DownstreamError};
 use crate::ports::{
     left_on_hold, Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher,
