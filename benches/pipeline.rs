@@ -40,6 +40,7 @@ use invite_worker::app::handler::{InviteService, ServiceConfig};
 use invite_worker::app::template_composer::TemplateComposer;
 use invite_worker::config::{ConfigSources, Settings};
 use invite_worker::domain::pool::{AttributeKind, AttributeSpec};
+use invite_worker::domain::RedirectHosts;
 use invite_worker::domain::TemporaryPassword;
 use invite_worker::domain::{Invite, InviteId, InviteStatus, PasswordPolicy, PoolProfile};
 use invite_worker::error::DownstreamError;
@@ -755,6 +756,7 @@ async fn drive(scenario: &Scenario, settings: &Settings, run_id: &str) -> Figure
             user_pool_id: "us-east-1_bench".into(),
             default_expiry_days: settings.invites.default_expiry_days,
             lease: Duration::from_secs(settings.worker.lease_seconds),
+            redirect_hosts: RedirectHosts::only(&["app.example.com"]),
         },
     );
 
@@ -957,6 +959,7 @@ fn sample_invite(settings: &Settings) -> Invite {
             user_pool_id: "us-east-1_bench".into(),
             default_expiry_days: settings.invites.default_expiry_days,
             lease: Duration::from_secs(settings.worker.lease_seconds),
+            redirect_hosts: RedirectHosts::only(&["app.example.com"]),
         },
     );
     let runtime = match tokio::runtime::Builder::new_current_thread()

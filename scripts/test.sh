@@ -22,11 +22,11 @@ done
 # so a plain `cargo test` reports them as ignored instead of passing them untested; here the
 # stack is up, and they run.
 echo "== unit, adapter and end-to-end tests" >&2
-cargo test --lib --bins "${others[@]}" -- --include-ignored 2>&1
+cargo test --no-fail-fast --lib --bins "${others[@]}" -- --include-ignored 2>&1
 echo "== reliability and hostile-input scenarios (figures below)" >&2
 fig_args=()
 for name in "${figures[@]}"; do fig_args+=(--test "$name"); done
-cargo test "${fig_args[@]}" -- --include-ignored --nocapture --test-threads=1 2>&1
+cargo test --no-fail-fast "${fig_args[@]}" -- --include-ignored --nocapture --test-threads=1 2>&1
 # Benches are built (so they cannot rot) but not run here: they print figures, see docs/performance.md.
 cargo build --benches --quiet
 echo "== cfn-lint deploy/cloudformation.yaml" >&2

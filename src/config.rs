@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::redirect::RedirectHosts;
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Settings {
     pub queue: QueueSettings,
@@ -130,6 +132,10 @@ pub struct EmailSettings {
     pub app_name: String,
     /// Default sign-in link when an invite has no `redirect_url`.
     pub sign_in_url: String,
+    /// Hosts an invite's `redirect_url` may point to (https only); empty: the host of
+    /// `sign_in_url`. See [`crate::domain::redirect`].
+    #[serde(default)]
+    pub redirect_hosts: Vec<String>,
     pub templates_dir: PathBuf,
     pub default_locale: String,
     /// Emails per second for the whole fleet on this table (SES's account sending rate, or the
@@ -365,7 +371,9 @@ impl Settings {
                 config::Environment::with_prefix("INVITE_WORKER")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("email.redirect_hosts"),
             );
         let settings: Settings = builder
             .build()
@@ -431,7 +439,14 @@ impl Settings {
         if self.log.format != "json" && self.log.format != "pretty" {
             return bad("log.format", "must be \"json\" or \"pretty\"");
         }
+        self.redirect_hosts()?;
         Ok(())
+    }
+
+    /// The allow-list for invites' `redirect_url` (`email.redirect_hosts`, else the host of
+    /// `email.sign_in_url`); an error names the key.
+    pub fn redirect_hosts(&self) -> Result<RedirectHosts, ConfigError> {
+        RedirectHosts::new(&self.email.redirect_hosts, &self.email.sign_in_url).map_err(ConfigError)
     }
 
     /// The effective configuration as TOML with secrets replaced, for `config check`.
@@ -453,42 +468,36 @@ fn toml_string(settings: &Settings) -> String {
     toml::to_string(settings).unwrap_or_else(|e| format!("# cannot print as TOML: {e}"))
 }
 
-/// Writes `key = "value"` pairs under `[section]` headers, merging with an existing state file.
+/// Writes `key = "value"` pairs under `[section]` headers, merging with an existing state file
+/// (read and written with the `toml` crate, so values survive any number of round trips). An
+/// existing file that is not valid TOML is an error, not silently replaced.
 pub fn record_state(path: &Path, entries: &[(&str, &str, String)]) -> std::io::Result<()> {
-    let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let mut table: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
-        Default::default();
-    let mut section = String::new();
-    for line in existing.lines() {
-        let line = line.trim();
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = s.to_string();
-        } else if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim().trim_matches('"').to_string();
-            table
-                .entry(section.clone())
-                .or_default()
-                .insert(k.trim().to_string(), v);
+    let invalid = |e: &dyn std::fmt::Display| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    let mut table = match std::fs::read_to_string(path) {
+        Ok(text) => text.parse::<toml::Table>().map_err(|e| invalid(&e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(e) => return Err(e),
+    };
+    for (section, key, value) in entries {
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        if let Some(t) = entry.as_table_mut() {
+            t.insert(key.to_string(), toml::Value::String(value.clone()));
         }
     }
-    for (s, k, v) in entries {
-        table
-            .entry(s.to_string())
-            .or_default()
-            .insert(k.to_string(), v.clone());
-    }
-    let mut out = String::from(
-        "# Written by `invite-worker bootstrap`: the resources it created or found.\n",
+    let body = toml::to_string(&table).map_err(|e| invalid(&e))?;
+    let out = format!(
+        "# Written by `invite-worker bootstrap`: the resources it created or found.\n\n{body}"
     );
-    for (s, kv) in table {
-        out.push_str(&format!("\n[{s}]\n"));
-        for (k, v) in kv {
-            out.push_str(&format!(
-                "{k} = {}\n",
-                serde_json::to_string(&v).unwrap_or_default()
-            ));
-        }
-    }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -536,5 +545,45 @@ mod tests {
             err.contains("absent.toml") && err.contains("INVITE_WORKER_CONFIG"),
             "{err}"
         );
+    }
+
+    fn shipped_defaults() -> Settings {
+        let sources = ConfigSources::defaults_and_state(PathBuf::from(
+            "/nonexistent/invite-worker-state.toml",
+        ));
+        Settings::load(&sources).expect("the built-in defaults load")
+    }
+
+    #[test]
+    fn a_malformed_redirect_host_is_refused_naming_the_key() {
+        let mut settings = shipped_defaults();
+        assert_eq!(
+            settings.redirect_hosts().unwrap().hosts(),
+            ["app.example.com"]
+        );
+        settings.email.redirect_hosts = vec!["app.example.com".into(), "https://evil/".into()];
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("email.redirect_hosts"), "{err}");
+        assert!(err.contains("https://evil/"), "{err}");
+    }
+
+    #[test]
+    fn recorded_state_round_trips_quotes_and_backslashes() {
+        let dir = std::env::temp_dir().join(format!("iw-state-{}", std::process::id()));
+        let path = dir.join("bootstrap.toml");
+        let tricky = r#"C:\queues\"invites" \\ end"#.to_string();
+        record_state(&path, &[("queue", "url", tricky.clone())]).unwrap();
+        for round in 0..3 {
+            record_state(&path, &[("table", "name", format!("t{round}"))]).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: toml::Table = text.parse().expect("valid TOML");
+        assert_eq!(
+            parsed["queue"]["url"].as_str(),
+            Some(tricky.as_str()),
+            "{text}"
+        );
+        assert_eq!(parsed["table"]["name"].as_str(), Some("t2"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -234,6 +234,7 @@ pub async fn build_with_clock(
             user_pool_id: settings.cognito.user_pool_id.clone(),
             default_expiry_days: settings.invites.default_expiry_days,
             lease: Duration::from_secs(settings.worker.lease_seconds),
+            redirect_hosts: settings.redirect_hosts()?,
         },
     );
     if let Some(publisher) = publisher {

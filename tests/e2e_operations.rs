@@ -38,7 +38,8 @@ fn replay_options(settings: &Settings, filters: &[&str], dry_run: bool) -> Repla
         max: None,
         rate_per_second: Some(50.0),
         dry_run,
-        default_queue: settings.queue.url.clone(),
+        configured_queue: settings.queue.url.clone(),
+        to_queue: None,
         scan: scan_options(),
     }
 }

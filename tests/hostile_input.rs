@@ -33,6 +33,7 @@ use invite_worker::config::{EmailSettings, SesSettings, SmtpSettings, Transport}
 use invite_worker::domain::event::MAX_BODY_BYTES;
 use invite_worker::domain::pool::{AttributeKind, AttributeSpec};
 use invite_worker::domain::text::forbidden_char;
+use invite_worker::domain::RedirectHosts;
 use invite_worker::domain::{EmailAddress, InviteId, PasswordPolicy, PoolProfile};
 use invite_worker::error::Disposition;
 use invite_worker::mail::Templates;
@@ -90,6 +91,7 @@ fn email_settings() -> EmailSettings {
         reply_to: Some("Acme Support <support@example.com>".into()),
         app_name: "Acme Cloud".into(),
         sign_in_url: "https://app.example.com/sign-in".into(),
+        redirect_hosts: vec![],
         templates_dir: "templates".into(),
         default_locale: "en".into(),
         send_rate_per_second: 14.0,
@@ -126,6 +128,7 @@ fn world() -> World {
             user_pool_id: POOL_ID.into(),
             default_expiry_days: 7,
             lease: Duration::from_secs(120),
+            redirect_hosts: RedirectHosts::only(&["app.example.com"]),
         },
     ));
     World {

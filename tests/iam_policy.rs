@@ -358,6 +358,33 @@ const POLICIES: &[(Role, &str)] = &[
 const CALL_SITES: &[(&str, &str, &[Role])] = &[
     (
         "src/adapters/cognito.rs",
+        "disable_user",
+        &[Worker, Scheduler],
+    ),
+    (
+        "src/adapters/cognito.rs",
+        "enable_user",
+        &[Worker, Scheduler],
+    ),
+    (
+        "src/adapters/dynamo/budget.rs",
+        "take",
+        &[Worker, Scheduler],
+    ),
+    ("src/adapters/probe.rs", "queue", &[Worker, Operator]),
+    (
+        "src/adapters/probe.rs",
+        "table",
+        &[Worker, Scheduler, Operator],
+    ),
+    (
+        "src/adapters/probe.rs",
+        "identity_verified",
+        &[Worker, Operator],
+    ),
+    ("src/adapters/probe.rs", "ses_access", &[Operator]),
+    (
+        "src/adapters/cognito.rs",
         "describe",
         &[Worker, Scheduler, Operator],
     ),
@@ -406,14 +433,14 @@ const CALL_SITES: &[(&str, &str, &[Role])] = &[
     ("src/adapters/sqs.rs", "dead_letter", &[Worker]),
     ("src/adapters/sqs.rs", "messages_left", &[Worker]),
     ("src/ops/queue.rs", "set_visibility", &[Operator]),
-    ("src/cli/check.rs", "check", &[Operator]),
 ];
 
 /// (policy, statement Sid, actions that statement must not grant): the rights the split is for.
 const FORBIDDEN: &[(&str, &str, &[&str])] = &[
     // A compromised worker cannot inject invite events...
     ("WorkerPolicy", "InboundQueue", &["sqs:SendMessage"]),
-    // ...nor read, replay or purge dead letters.
+    // ...nor read, replay or purge dead letters (reading the DLQ's attributes, for the start-up
+    // check that it exists, shows no message).
     (
         "WorkerPolicy",
         "DeadLetterQueue",
@@ -421,7 +448,6 @@ const FORBIDDEN: &[(&str, &str, &[&str])] = &[
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:ChangeMessageVisibility",
-            "sqs:GetQueueAttributes",
         ],
     ),
 ];
@@ -821,7 +847,10 @@ fn the_worker_cannot_inject_events_or_touch_dead_letters() {
     let worker = resource_section(&template, "WorkerPolicy");
     assert_eq!(
         statement_actions(worker, "DeadLetterQueue"),
-        BTreeSet::from(["sqs:SendMessage".to_string()])
+        BTreeSet::from([
+            "sqs:GetQueueAttributes".to_string(),
+            "sqs:SendMessage".to_string()
+        ])
     );
     let operator = resource_section(&template, "OperatorPolicy");
     assert!(statement_actions(operator, "InboundQueue").contains("sqs:SendMessage"));

@@ -39,6 +39,7 @@ fn settings() -> &'static EmailSettings {
         reply_to: Some("Acme Support <support@example.com>".into()),
         app_name: "Acme Cloud".into(),
         sign_in_url: "https://app.example.com/sign-in".into(),
+        redirect_hosts: vec![],
         templates_dir: "templates".into(),
         default_locale: "en".into(),
         send_rate_per_second: 14.0,

@@ -31,6 +31,7 @@ use crate::domain::record::{
 };
 use crate::domain::state::{decide, Effect, Outcome, Trigger};
 use crate::domain::PoolProfile;
+use crate::domain::RedirectHosts;
 use crate::domain::{
     EmailAddress, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay, UserStanding,
 };
@@ -51,6 +52,8 @@ pub struct ServiceConfig {
     pub default_expiry_days: u32,
     /// How long a claim on an invite lasts if the worker dies holding it.
     pub lease: Duration,
+    /// Where an invite's `redirect_url` may point (`email.redirect_hosts`).
+    pub redirect_hosts: RedirectHosts,
 }
 
 /// The result of handling an event that needs no retry.
@@ -241,6 +244,12 @@ impl InviteService {
         };
         match &event.body {
             EventBody::InviteRequested(req) => {
+                if let Some(url) = &req.details.redirect_url {
+                    self.config
+                        .redirect_hosts
+                        .check(url)
+                        .map_err(HandleError::Invalid)?;
+                }
                 let profile = self.checked_profile(&req.details.attributes).await?;
                 let id = InviteId::for_email(&self.config.user_pool_id, &req.email);
                 let request = Request {

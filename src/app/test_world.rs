@@ -14,6 +14,7 @@ use crate::adapters::memory::{
 };
 use crate::adapters::profile_cache::ProfileCachingDirectory;
 use crate::domain::pool::tests::reference_pool;
+use crate::domain::RedirectHosts;
 use crate::domain::{Invite, TemporaryPassword};
 use crate::ports::{Directory, OutgoingMail};
 
@@ -93,6 +94,7 @@ fn world_from(publishing: bool, profile_max_age: Option<Duration>) -> World {
             user_pool_id: POOL.into(),
             default_expiry_days: 7,
             lease: Duration::from_secs(120),
+            redirect_hosts: RedirectHosts::only(&["app.example.com"]),
         },
     );
     if publishing {

@@ -35,7 +35,7 @@ pub enum DlqCommand {
         #[arg(long = "filter", value_name = "KEY=VALUE")]
         filters: Vec<String>,
     },
-    /// Move dead letters back to the queue they came from (after fixing the cause).
+    /// Move dead letters back to the configured queue (after fixing the cause).
     Replay {
         /// Only these: KEY=VALUE[,VALUE], e.g. reason=user_pool_not_found. Repeatable.
         #[arg(long = "filter", value_name = "KEY=VALUE")]
@@ -52,6 +52,10 @@ pub enum DlqCommand {
         /// Show email addresses in full.
         #[arg(long)]
         show_emails: bool,
+        /// Send the copies to this queue instead of the configured queue.url (never the DLQ).
+        /// A dead letter's own source-queue attribute is only reported, never followed.
+        #[arg(long, value_name = "URL")]
+        to_queue: Option<String>,
     },
     /// Delete matching dead letters for good.
     Purge {
@@ -113,9 +117,10 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
             rate,
             dry_run,
             show_emails,
+            to_queue,
         } => {
-            if settings.queue.url.is_empty() {
-                bail!("queue.url is not set (dead letters without a source queue go there)");
+            if settings.queue.url.is_empty() && to_queue.is_none() {
+                bail!("queue.url is not set (dead letters are replayed there; or name a queue with --to-queue)");
             }
             if !rate.is_finite() || rate < 0.0 {
                 bail!("--rate must be a number of messages per second, 0 for no limit");
@@ -126,10 +131,18 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
                 max,
                 rate_per_second,
                 dry_run,
-                default_queue: settings.queue.url.clone(),
+                configured_queue: settings.queue.url.clone(),
+                to_queue,
                 scan: ReplayOptions::scan_for_rate(rate_per_second),
             };
-            let s = dlq::replay(&sqs, dlq_url, &options).await?;
+            let s = match dlq::replay(&sqs, dlq_url, &options).await {
+                Ok(s) => s,
+                Err(DlqError::Refused(why)) => {
+                    eprintln!("refused: {why}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
             for e in &s.entries {
                 let (verb, detail) = match &e.outcome {
                     ReplayOutcome::Replayed { destination } => {
@@ -145,6 +158,11 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
                     ),
                 };
                 println!("{verb}  {}  {detail}", describe(&e.view, show_emails));
+                if let Some(source) = &e.disagreeing_source {
+                    println!(
+                        "  note: its source-queue attribute names {source}, not the destination (forged, or from another queue); sent to the destination"
+                    );
+                }
                 if !e.dropped_attributes.is_empty() {
                     println!(
                         "  note: attributes dropped (SQS allows 10): {}",
@@ -158,6 +176,12 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
             );
             if s.not_deleted > 0 {
                 summary.push_str(&format!(", not deleted {}", s.not_deleted));
+            }
+            if s.disagreeing_sources > 0 {
+                summary.push_str(&format!(
+                    ", {} claimed another source queue",
+                    s.disagreeing_sources
+                ));
             }
             if dry_run {
                 summary.push_str(" (dry run: nothing moved)");

@@ -26,8 +26,24 @@ pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 pub const MAX_EXPIRES_IN_DAYS: u64 = 90;
 pub const MAX_URL_CHARS: usize = 2048;
 
-/// Attributes the worker sets itself or Cognito owns; an event may not set them.
+/// Attributes the worker sets itself or Cognito owns; an event may not set them. Every
+/// `*_verified` attribute is reserved too (see [`reserved_attribute`]).
 pub const RESERVED_ATTRIBUTES: [&str; 4] = ["email", "email_verified", "sub", "cognito:username"];
+
+/// Why an event may not set attribute `name`, if it may not: one the worker sets itself or
+/// Cognito owns ([`RESERVED_ATTRIBUTES`]), or any verification flag, standard or custom
+/// (`email_verified`, `phone_number_verified`, `custom:kyc_verified`, in any letter case): a
+/// producer must not mark an address or a phone number verified, a recovery and MFA route into
+/// the account.
+pub fn reserved_attribute(name: &str) -> Option<&'static str> {
+    if name.to_ascii_lowercase().ends_with("_verified") {
+        Some("is a verification flag; only invite-worker (email_verified) and Cognito set *_verified attributes")
+    } else if RESERVED_ATTRIBUTES.contains(&name) {
+        Some("is set by invite-worker itself; put the address in data.email")
+    } else {
+        None
+    }
+}
 
 /// A permanent decoding error: which field, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -436,11 +452,8 @@ fn attributes(v: Value, field: &str) -> Result<BTreeMap<String, String>, DecodeE
     for (name, value) in map {
         let path = format!("{field}.{}", key_name(&name));
         check_attribute_name(&name).map_err(|r| DecodeError::new(&path, r))?;
-        if RESERVED_ATTRIBUTES.contains(&name.as_str()) {
-            return Err(DecodeError::new(
-                &path,
-                "is set by invite-worker itself; put the address in data.email",
-            ));
+        if let Some(why) = reserved_attribute(&name) {
+            return Err(DecodeError::new(&path, why));
         }
         let value = match value {
             Value::String(s) => s,
@@ -537,8 +550,8 @@ fn redirect_url(v: Value, field: &str) -> Result<String, DecodeError> {
     check_text(&s, MAX_URL_CHARS).map_err(|r| DecodeError::new(field, r))?;
     let url =
         url::Url::parse(&s).map_err(|e| DecodeError::new(field, format!("is not a URL ({e})")))?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(DecodeError::new(field, "must be an https (or http) URL"));
+    if url.scheme() != "https" {
+        return Err(DecodeError::new(field, "must be an https URL"));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(DecodeError::new(field, "has no host"));

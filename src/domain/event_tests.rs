@@ -144,6 +144,35 @@ fn bad_input_names_the_field_and_the_reason() {
 }
 
 #[test]
+fn no_verified_flag_can_be_set_by_a_producer() {
+    for name in [
+        "email_verified",
+        "phone_number_verified",
+        "custom:phone_verified",
+        "custom:Identity_Verified",
+        "dev:custom:kyc_verified",
+    ] {
+        let body = requested(json!({"email": "a@b.co", "attributes": {name: "true"}}));
+        let err = decode(&body).expect_err(name);
+        assert_eq!(err.field, format!("data.attributes.{name}"), "{err}");
+        assert!(err.reason.contains("verified"), "{name}: {err}");
+    }
+    // A name that merely contains the word is an ordinary attribute.
+    let body = requested(json!({"email": "a@b.co", "attributes": {"custom:verified_by": "HR"}}));
+    assert!(decode(&body).is_ok());
+}
+
+#[test]
+fn a_redirect_url_must_be_https() {
+    let body = requested(json!({"email": "a@b.co", "redirect_url": "http://app.example.com/"}));
+    let err = decode(&body).unwrap_err();
+    assert_eq!(err.field, "data.redirect_url");
+    assert!(err.reason.contains("https"), "{err}");
+    let body = requested(json!({"email": "a@b.co", "redirect_url": "https://app.example.com/"}));
+    assert!(decode(&body).is_ok());
+}
+
+#[test]
 fn every_event_names_the_invite_it_is_about() {
     let id = "6f1c2a7e-8a8d-4c41-9e57-1d3b5f0a9c21";
     let cases = [

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod record;
 #[cfg(test)]
 mod record_tests;
+pub mod redirect;
 pub mod standing;
 pub mod state;
 pub mod text;
@@ -19,5 +20,6 @@ pub use event::{DecodeError, EventBody, InboundEvent, InviteRef, InviteRequest};
 pub use invite::{HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay};
 pub use password::{PasswordPolicy, TemporaryPassword};
 pub use pool::PoolProfile;
+pub use redirect::RedirectHosts;
 pub use standing::{UserStanding, UserStatus};
 pub use state::{Effect, Outcome, Trigger};

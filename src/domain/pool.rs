@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::event::DecodeError;
+use super::event::{reserved_attribute, DecodeError};
 use super::password::PasswordPolicy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +91,9 @@ impl PoolProfile {
     ) -> Result<(), DecodeError> {
         for (name, value) in attributes {
             let field = format!("data.attributes.{name}");
+            if let Some(why) = reserved_attribute(name) {
+                return Err(DecodeError::new(field, why));
+            }
             let standard;
             let spec = match self.attributes.get(name) {
                 Some(spec) => Some(spec),
@@ -282,6 +285,10 @@ pub(crate) mod tests {
             (
                 attrs(&[("family_name", "Doe"), ("dev:custom:secret", "x")]),
                 "data.attributes.dev:custom:secret",
+            ),
+            (
+                attrs(&[("family_name", "Doe"), ("phone_number_verified", "true")]),
+                "data.attributes.phone_number_verified",
             ),
         ];
         for (a, field) in cases {

@@ -53,6 +53,7 @@ mod tests {
     use crate::app::compose::PlainComposer;
     use crate::app::handler::ServiceConfig;
     use crate::domain::pool::tests::reference_pool;
+    use crate::domain::RedirectHosts;
     use crate::error::ErrorKind;
 
     #[tokio::test(start_paused = true)]
@@ -70,6 +71,7 @@ mod tests {
                     user_pool_id: "us-east-1_test".into(),
                     default_expiry_days: 7,
                     lease: Duration::from_secs(120),
+                    redirect_hosts: RedirectHosts::only(&["app.example.com"]),
                 },
             )
             .with_publisher(publisher.clone()),

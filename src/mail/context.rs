@@ -11,7 +11,7 @@ use time::{Month, OffsetDateTime, UtcOffset};
 use zeroize::Zeroize;
 
 use crate::config::EmailSettings;
-use crate::domain::{Invite, TemporaryPassword};
+use crate::domain::{Invite, RedirectHosts, TemporaryPassword};
 
 /// The variables every template renders against. Build it right before rendering and drop it
 /// right after: it holds the temporary password in clear (wiped on drop). `Debug` redacts it,
@@ -26,7 +26,7 @@ pub struct EmailContext {
     pub username: String,
     /// The temporary password, from [`TemporaryPassword::expose`]; empty for a welcome email.
     pub temporary_password: String,
-    /// Where to sign in: the invite's `redirect_url`, else `email.sign_in_url`.
+    /// Where to sign in: the invite's `redirect_url` if still allowed, else `email.sign_in_url`.
     pub sign_in_url: String,
     /// When the invitation (and the temporary password) stops working, for people:
     /// `2 December 2026, 12:00 UTC`. Localised templates use `expires_at_iso|human_date`.
@@ -65,10 +65,11 @@ impl EmailContext {
             email: invite.email.as_str().to_owned(),
             username: invite.username.clone(),
             temporary_password: password.map(|p| p.expose().to_owned()).unwrap_or_default(),
-            sign_in_url: details
-                .redirect_url
-                .clone()
-                .unwrap_or_else(|| settings.sign_in_url.clone()),
+            sign_in_url: sign_in_link(
+                details.redirect_url.as_deref(),
+                &settings.redirect_hosts,
+                &settings.sign_in_url,
+            ),
             expires_at: human_date(invite.expires_at, "en"),
             expires_at_iso: iso_date(invite.expires_at),
             expires_in_days: days_left(invite.expires_at, now),
@@ -224,10 +225,45 @@ fn german_month(month: Month) -> &'static str {
     }
 }
 
+/// The link an email sends the person to: the invite's `redirect_url` if it is still allowed
+/// (https, on `email.redirect_hosts`), else `email.sign_in_url`. Events are checked when they
+/// arrive; this covers records stored before the allow-list existed or was narrowed, which a
+/// resend or reminder would otherwise render.
+fn sign_in_link(
+    redirect_url: Option<&str>,
+    redirect_hosts: &[String],
+    sign_in_url: &str,
+) -> String {
+    let allowed = |url: &str| {
+        RedirectHosts::new(redirect_hosts, sign_in_url).is_ok_and(|hosts| hosts.check(url).is_ok())
+    };
+    match redirect_url {
+        Some(url) if allowed(url) => url.to_owned(),
+        _ => sign_in_url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_stored_redirect_off_the_allow_list_falls_back_to_the_sign_in_url() {
+        let sign_in = "https://app.example.com/sign-in";
+        let ok = "https://app.example.com/welcome";
+        assert_eq!(sign_in_link(Some(ok), &[], sign_in), ok);
+        assert_eq!(sign_in_link(None, &[], sign_in), sign_in);
+        for stale in ["http://app.example.com/welcome", "https://evil.example/"] {
+            assert_eq!(sign_in_link(Some(stale), &[], sign_in), sign_in, "{stale}");
+        }
+        let listed = vec!["login.example.org".to_string()];
+        assert_eq!(
+            sign_in_link(Some("https://login.example.org/x"), &listed, sign_in),
+            "https://login.example.org/x"
+        );
+        assert_eq!(sign_in_link(Some(ok), &listed, sign_in), sign_in);
+    }
 
     #[test]
     fn dates_for_people() {

@@ -118,15 +118,22 @@ fn originals_that_fit(
         .collect()
 }
 
+/// `key` as a FIFO `MessageGroupId` or `MessageDeduplicationId` (SQS allows at most 128 ASCII
+/// letters, digits and punctuation in both): the key itself when it fits, else the 64 lower-case
+/// hex digits of its SHA-256. Stable: the same key always gets the same id.
+pub fn fifo_id(key: &str) -> String {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c.is_ascii_punctuation();
+    if !key.is_empty() && key.len() <= MAX_DEDUP_ID_LEN && key.chars().all(allowed) {
+        key.to_string()
+    } else {
+        hex::encode(Sha256::digest(key.as_bytes()))
+    }
+}
+
 /// The FIFO deduplication id of a dead letter: the original message id and receive count, so a
 /// retried dead-lettering of the same delivery is deduplicated while a later one is not.
 pub fn dedup_id(message: &QueueMessage) -> String {
-    let id = format!("{}-{}", message.message_id, message.receive_count);
-    if id.len() <= MAX_DEDUP_ID_LEN {
-        id
-    } else {
-        hex::encode(Sha256::digest(id.as_bytes()))
-    }
+    fifo_id(&format!("{}-{}", message.message_id, message.receive_count))
 }
 
 /// The FIFO group of a dead letter: the original's, or [`DEFAULT_GROUP_ID`].

@@ -7,11 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::adapters::sqs::dead_letter::{sqs_safe, DEFAULT_GROUP_ID, MAX_DEDUP_ID_LEN};
+use crate::adapters::sqs::dead_letter::{fifo_id, sqs_safe, DEFAULT_GROUP_ID};
 use crate::adapters::sqs::{
     OutgoingMessage, ATTR_ORIGINAL_MESSAGE_ID, ATTR_PREFIX, ATTR_SOURCE_QUEUE,
     MAX_MESSAGE_ATTRIBUTES,
@@ -41,14 +40,23 @@ fn attribute<'a>(m: &'a QueueMessage, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty() && *v != "-")
 }
 
-/// The queue a dead letter goes back to: the `invite_worker.source_queue` it was dead-lettered
-/// from, else `default_queue` (the configured `queue.url`; dead letters moved by the redrive
-/// policy carry no attributes of ours).
-pub fn destination(m: &QueueMessage, default_queue: &str) -> String {
+/// The queue a dead letter says it came from (`invite_worker.source_queue`), if it says so.
+/// Only a report: anyone who can write to the DLQ can forge it, so a replay never sends there
+/// because of it (see [`crate::ops::dlq::ReplayOptions`]).
+pub fn claimed_source(m: &QueueMessage) -> Option<&str> {
     attribute(m, ATTR_SOURCE_QUEUE)
-        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
-        .unwrap_or(default_queue)
-        .to_string()
+}
+
+/// Whether two queue URLs name the same queue: the same path (`/<account>/<name>`), whatever
+/// the host is called (`sqs.<region>.amazonaws.com`, the legacy `queue.amazonaws.com`, a VPC
+/// endpoint) and however a trailing `/` is written. Errs towards "the same", which is what a
+/// refusal needs.
+pub fn same_queue(a: &str, b: &str) -> bool {
+    let path = |u: &str| match url::Url::parse(u.trim()) {
+        Ok(url) => url.path().trim_end_matches('/').to_string(),
+        Err(_) => u.trim().trim_end_matches('/').to_string(),
+    };
+    path(a) == path(b)
 }
 
 /// The id of the message that started it all: the lineage attribute if the dead letter has
@@ -120,13 +128,7 @@ pub fn replay_attributes(
 /// so a replay retried (or repeated after a crash) within SQS's five-minute window is dropped by
 /// SQS itself, while a later replay of a message that failed again is not.
 pub fn replay_dedup_id(original_message_id: &str, replay_count: u32) -> String {
-    let id = format!("replay-{original_message_id}-{replay_count}");
-    let allowed = |c: char| c.is_ascii_alphanumeric() || c.is_ascii_punctuation();
-    if id.len() <= MAX_DEDUP_ID_LEN && id.chars().all(allowed) {
-        id
-    } else {
-        hex::encode(Sha256::digest(id.as_bytes()))
-    }
+    fifo_id(&format!("replay-{original_message_id}-{replay_count}"))
 }
 
 /// The FIFO group of the copy: the dead letter's own group, else the person's address from the
@@ -143,9 +145,9 @@ fn group_id(m: &QueueMessage) -> String {
         .unwrap_or_else(|| DEFAULT_GROUP_ID.to_string())
 }
 
-/// The copy of dead letter `m` that a replay sends.
-pub fn replay_copy(m: &QueueMessage, default_queue: &str, now: OffsetDateTime) -> ReplayCopy {
-    let destination = destination(m, default_queue);
+/// The copy of dead letter `m` that a replay sends to `destination`.
+pub fn replay_copy(m: &QueueMessage, destination: &str, now: OffsetDateTime) -> ReplayCopy {
+    let destination = destination.to_string();
     let (attributes, dropped_attributes) = replay_attributes(m, now);
     let fifo = destination.ends_with(".fifo");
     ReplayCopy {
@@ -201,7 +203,7 @@ mod tests {
     #[test]
     fn diagnosis_is_dropped_lineage_added_and_originals_kept() {
         let m = diagnosed(&[("trace_id", "t-1"), ("tenant", "acme")]);
-        let copy = replay_copy(&m, "https://default", NOW);
+        let copy = replay_copy(&m, "https://sqs.example/123/invites", NOW);
         assert_eq!(copy.destination, "https://sqs.example/123/invites");
         assert_eq!(copy.message.body, m.body);
         let names: Vec<&str> = copy.message.attributes.keys().map(String::as_str).collect();
@@ -236,9 +238,10 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_letter_without_our_attributes_goes_to_the_default_queue() {
+    fn a_dead_letter_without_our_attributes_claims_no_source() {
         // Moved by the redrive policy: SQS keeps the message id, adds nothing.
         let m = dead_letter(&[("trace_id", "t-1")]);
+        assert_eq!(claimed_source(&m), None);
         let copy = replay_copy(&m, "https://default/q", NOW);
         assert_eq!(copy.destination, "https://default/q");
         assert_eq!(copy.message.attributes[ATTR_ORIGINAL_MESSAGE_ID], "dlq-msg");
@@ -264,11 +267,12 @@ mod tests {
             "https://sqs.example/123/invites.fifo".into(),
         );
         m.group_id = Some("jane@example.com".into());
-        let copy = replay_copy(&m, "https://default", NOW);
+        let fifo = "https://sqs.example/123/invites.fifo";
+        let copy = replay_copy(&m, fifo, NOW);
         assert_eq!(copy.message.group_id.as_deref(), Some("jane@example.com"));
         assert_eq!(copy.message.dedup_id.as_deref(), Some("replay-first-msg-1"));
         assert_eq!(
-            replay_copy(&m, "x", NOW + time::Duration::hours(1))
+            replay_copy(&m, fifo, NOW + time::Duration::hours(1))
                 .message
                 .dedup_id,
             copy.message.dedup_id
@@ -276,10 +280,10 @@ mod tests {
 
         // No group on the dead letter: the address from the body.
         m.group_id = None;
-        let copy = replay_copy(&m, "https://default", NOW);
+        let copy = replay_copy(&m, fifo, NOW);
         assert_eq!(copy.message.group_id.as_deref(), Some("jane@example.com"));
         m.body = "garbage".into();
-        let copy = replay_copy(&m, "https://default", NOW);
+        let copy = replay_copy(&m, fifo, NOW);
         assert_eq!(copy.message.group_id.as_deref(), Some(DEFAULT_GROUP_ID));
     }
 
@@ -310,6 +314,46 @@ mod tests {
             mark.original_message_id.unwrap().len(),
             MAX_ORIGINAL_ID_CHARS
         );
+    }
+
+    #[test]
+    fn a_long_address_gets_the_same_short_group_from_enqueue_and_replay() {
+        let email = format!("{}@{}.example.com", "a".repeat(64), "d".repeat(60));
+        assert!(email.len() > 128);
+        let body = format!(
+            r#"{{"version":1,"type":"invite.requested","id":"e-1","data":{{"email":"{email}"}}}}"#
+        );
+        let mut m = diagnosed(&[]);
+        m.attributes.insert(
+            ATTR_SOURCE_QUEUE.into(),
+            "https://sqs.example/123/invites.fifo".into(),
+        );
+        m.body = body.clone();
+        let copy = replay_copy(&m, "https://sqs.example/123/invites.fifo", NOW);
+        let replayed = copy.message.group_id.expect("a FIFO copy has a group");
+        let enqueued = crate::ops::enqueue::group_id(&decode(&body).unwrap().body);
+        assert_eq!(replayed, enqueued);
+        assert!(replayed.len() <= 128, "{replayed}");
+        assert_eq!(replayed, fifo_id(&email));
+        assert_eq!(replayed.len(), 64);
+    }
+
+    #[test]
+    fn queues_are_compared_by_account_and_name() {
+        let dlq = "https://sqs.eu-west-1.amazonaws.com/123/invites-dlq";
+        assert!(same_queue(
+            dlq,
+            "https://queue.amazonaws.com/123/invites-dlq/"
+        ));
+        assert!(same_queue(dlq, dlq));
+        assert!(!same_queue(
+            dlq,
+            "https://sqs.eu-west-1.amazonaws.com/123/invites"
+        ));
+        assert!(!same_queue(
+            dlq,
+            "https://sqs.eu-west-1.amazonaws.com/456/invites-dlq"
+        ));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use crate::adapters::sqs::MAX_BATCH;
 use crate::error::DownstreamError;
 use crate::ops::dlq::filter::Filters;
-use crate::ops::dlq::lineage::{replay_copy, ReplayCopy};
+use crate::ops::dlq::lineage::{claimed_source, replay_copy, same_queue, ReplayCopy};
 use crate::ops::dlq::scan::{Released, Scan, ScanOptions};
 use crate::ops::dlq::view::DeadLetterView;
 use crate::ops::queue::OpsQueue;
@@ -42,13 +42,33 @@ pub struct ReplayOptions {
     pub rate_per_second: Option<f64>,
     /// Only say what would be replayed.
     pub dry_run: bool,
-    /// Where dead letters without an `invite_worker.source_queue` go (the configured
-    /// `queue.url`).
-    pub default_queue: String,
+    /// The configured `queue.url`: where every dead letter goes unless `to_queue` names
+    /// another. A dead letter's `invite_worker.source_queue` attribute is only reported, never
+    /// followed: anyone who can write to the DLQ can forge it.
+    pub configured_queue: String,
+    /// `--to-queue`: the operator sends the dead letters here instead.
+    pub to_queue: Option<String>,
     pub scan: ScanOptions,
 }
 
 impl ReplayOptions {
+    /// Where the copies go: `to_queue`, else the configured queue. Refused when that is the DLQ
+    /// itself (a replay would move each dead letter back where it is, for ever) or empty.
+    pub fn destination(&self, dlq_url: &str) -> Result<&str, DlqError> {
+        let destination = self.to_queue.as_deref().unwrap_or(&self.configured_queue);
+        if destination.trim().is_empty() {
+            return Err(DlqError::Refused(
+                "no destination: queue.url is not set and --to-queue was not given".into(),
+            ));
+        }
+        if same_queue(destination, dlq_url) {
+            return Err(DlqError::Refused(format!(
+                "the destination {destination} is the dead-letter queue itself; replay to the source queue (queue.url or --to-queue)"
+            )));
+        }
+        Ok(destination)
+    }
+
     /// Scan settings for a replay (or purge) at `rate`: messages are held for five minutes plus
     /// twice the time a whole batch takes at that rate, so that the ones left alone (not
     /// matching) stay out of the way of later receives even on a long run. After a crash they
@@ -83,6 +103,9 @@ pub enum ReplayOutcome {
 pub struct ReplayEntry {
     pub view: DeadLetterView,
     pub outcome: ReplayOutcome,
+    /// The `invite_worker.source_queue` of the dead letter when it names another queue than the
+    /// destination (forged, or dead-lettered from another queue): reported, not followed.
+    pub disagreeing_source: Option<String>,
     /// Original attributes that did not fit on the copy.
     pub dropped_attributes: Vec<String>,
 }
@@ -101,6 +124,8 @@ pub struct ReplaySummary {
     pub failed: usize,
     /// Sent but not deleted from the DLQ.
     pub not_deleted: usize,
+    /// Matched, and claimed to come from another queue than the destination.
+    pub disagreeing_sources: usize,
     pub entries: Vec<ReplayEntry>,
     pub released: Released,
 }
@@ -112,14 +137,16 @@ impl ReplaySummary {
     }
 }
 
-/// Moves matching dead letters on `dlq_url` back to their queues. Errors from SQS that outlast
-/// the retries end the replay (with whatever was replayed so far already done); every message
-/// still held is released before this returns.
+/// Moves matching dead letters on `dlq_url` back to the configured queue (or `to_queue`).
+/// Refused, before anything is received, when that destination is the DLQ itself. Errors from
+/// SQS that outlast the retries end the replay (with whatever was replayed so far already done);
+/// every message still held is released before this returns.
 pub async fn replay<Q: OpsQueue + ?Sized>(
     queue: &Q,
     dlq_url: &str,
     options: &ReplayOptions,
-) -> Result<ReplaySummary, DownstreamError> {
+) -> Result<ReplaySummary, DlqError> {
+    let destination = options.destination(dlq_url)?;
     let bucket = options
         .rate_per_second
         .filter(|r| r.is_finite() && *r > 0.0)
@@ -129,15 +156,24 @@ pub async fn replay<Q: OpsQueue + ?Sized>(
         dry_run: options.dry_run,
         ..Default::default()
     };
-    let result = replay_walk(queue, &mut scan, options, bucket.as_ref(), &mut summary).await;
+    let result = replay_walk(
+        queue,
+        &mut scan,
+        options,
+        destination,
+        bucket.as_ref(),
+        &mut summary,
+    )
+    .await;
     summary.released = scan.release_all().await;
-    result.map(|()| summary)
+    result.map(|()| summary).map_err(DlqError::from)
 }
 
 async fn replay_walk<Q: OpsQueue + ?Sized>(
     queue: &Q,
     scan: &mut Scan<'_, Q>,
     options: &ReplayOptions,
+    destination: &str,
     bucket: Option<&TokenBucket>,
     summary: &mut ReplaySummary,
 ) -> Result<(), DownstreamError> {
@@ -150,7 +186,7 @@ async fn replay_walk<Q: OpsQueue + ?Sized>(
         if batch.is_empty() {
             return Ok(());
         }
-        let mut copies: Vec<(DeadLetterView, ReplayCopy)> = Vec::new();
+        let mut copies: Vec<(DeadLetterView, ReplayCopy, Option<String>)> = Vec::new();
         for m in batch {
             summary.examined += 1;
             let view = DeadLetterView::of(&m);
@@ -163,23 +199,31 @@ async fn replay_walk<Q: OpsQueue + ?Sized>(
                 continue;
             }
             summary.matched += 1;
-            let copy = replay_copy(&m, &options.default_queue, OffsetDateTime::now_utc());
+            let disagreeing_source = claimed_source(&m)
+                .filter(|source| !same_queue(source, destination))
+                .map(str::to_string);
+            if let Some(source) = &disagreeing_source {
+                summary.disagreeing_sources += 1;
+                tracing::warn!(message_id = %m.message_id, claimed_source = %source, destination, "dead letter claims another source queue; replaying to the destination");
+            }
+            let copy = replay_copy(&m, destination, OffsetDateTime::now_utc());
             if options.dry_run {
                 summary.entries.push(ReplayEntry {
                     view,
                     outcome: ReplayOutcome::WouldReplay {
                         destination: copy.destination,
                     },
+                    disagreeing_source,
                     dropped_attributes: copy.dropped_attributes,
                 });
             } else {
-                copies.push((view, copy));
+                copies.push((view, copy, disagreeing_source));
             }
         }
         if copies.is_empty() {
             continue;
         }
-        let just_copies: Vec<ReplayCopy> = copies.iter().map(|(_, c)| c.clone()).collect();
+        let just_copies: Vec<ReplayCopy> = copies.iter().map(|(_, c, _)| c.clone()).collect();
         let sent = send_copies(queue, &just_copies, bucket).await;
         // Delete only what SQS accepted.
         let accepted: Vec<usize> = (0..copies.len()).filter(|&i| sent[i].is_ok()).collect();
@@ -192,7 +236,7 @@ async fn replay_walk<Q: OpsQueue + ?Sized>(
         for (k, &i) in accepted.iter().enumerate() {
             delete_result.insert(i, deleted[k].clone());
         }
-        for (i, (view, copy)) in copies.into_iter().enumerate() {
+        for (i, (view, copy, disagreeing_source)) in copies.into_iter().enumerate() {
             let outcome = match (&sent[i], delete_result.remove(&i)) {
                 (Err(e), _) => {
                     summary.failed += 1;
@@ -216,6 +260,7 @@ async fn replay_walk<Q: OpsQueue + ?Sized>(
             summary.entries.push(ReplayEntry {
                 view,
                 outcome,
+                disagreeing_source,
                 dropped_attributes: copy.dropped_attributes,
             });
         }

@@ -81,12 +81,13 @@ pub fn read_csv(file: &str, text: &str) -> Result<Vec<Item>, InputError> {
             header.iter().collect::<Vec<_>>().join(", ")
         )));
     }
+    let mut lines = LineIndex::new(text);
     let mut items = Vec::new();
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map(|p| line_at(text, p.byte())).unwrap_or(0);
+                let line = e.position().map(|p| lines.line_at(p.byte())).unwrap_or(0);
                 items.push(Item::Unreadable {
                     origin: Origin::new(file, line),
                     reason: format!("row: cannot be read ({e})"),
@@ -97,7 +98,7 @@ pub fn read_csv(file: &str, text: &str) -> Result<Vec<Item>, InputError> {
         };
         let line = record
             .position()
-            .map(|p| line_at(text, p.byte()))
+            .map(|p| lines.line_at(p.byte()))
             .unwrap_or(0);
         if record.iter().all(str::is_empty) {
             continue;
@@ -122,25 +123,58 @@ pub fn read_csv(file: &str, text: &str) -> Result<Vec<Item>, InputError> {
     Ok(items)
 }
 
-/// The 1-based line where the record at byte `offset` starts. The csv crate's own line count
-/// goes wrong around comment lines, and its record offsets point at the comment lines read just
-/// before the record, so those are skipped here.
-fn line_at(text: &str, offset: u64) -> u64 {
-    let mut start = (offset as usize).min(text.len());
-    let mut line = 1 + text.as_bytes()[..start]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count() as u64;
-    while text[start..].starts_with('#') {
-        match text[start..].find('\n') {
-            Some(end) => {
-                start += end + 1;
-                line += 1;
-            }
-            None => break,
+/// Line numbers for record offsets, counted incrementally: records come in file order, so each
+/// call scans only the text since the previous one, and a whole file costs one pass (a count from
+/// the start for every record made large files quadratic).
+struct LineIndex<'a> {
+    text: &'a str,
+    /// The byte offset counted up to, and the 1-based line it is on.
+    offset: usize,
+    line: u64,
+    /// Bytes scanned so far (for the test that the count stays linear).
+    scanned: usize,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            offset: 0,
+            line: 1,
+            scanned: 0,
         }
     }
-    line
+
+    /// The 1-based line where the record at byte `offset` starts. The csv crate's own line count
+    /// goes wrong around comment lines, and its record offsets point at the comment lines read
+    /// just before the record, so those are skipped here.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let text = self.text;
+        let mut start = (offset as usize).min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        if start < self.offset {
+            // Not in file order (never expected): count again from the start.
+            self.offset = 0;
+            self.line = 1;
+        }
+        let skipped = &text.as_bytes()[self.offset..start];
+        self.scanned += skipped.len();
+        self.line += skipped.iter().filter(|b| **b == b'\n').count() as u64;
+        self.offset = start;
+        let mut line = self.line;
+        while text[start..].starts_with('#') {
+            match text[start..].find('\n') {
+                Some(end) => {
+                    start += end + 1;
+                    line += 1;
+                }
+                None => break,
+            }
+        }
+        line
+    }
 }
 
 fn email_cell(columns: &[Column], record: &csv::StringRecord) -> Option<String> {
@@ -251,6 +285,29 @@ mod tests {
                 "expires_in_days": "soon"
             })
         );
+    }
+
+    #[test]
+    fn line_numbers_cost_one_pass_over_the_file() {
+        let rows = 20_000;
+        let text: String = (0..rows)
+            .map(|i| format!("p{i}@example.com,Given,Family\n"))
+            .collect();
+        let mut lines = LineIndex::new(&text);
+        let mut offset = 0;
+        for (i, row) in text.split_inclusive('\n').enumerate() {
+            assert_eq!(lines.line_at(offset as u64), i as u64 + 1);
+            offset += row.len();
+        }
+        assert!(
+            lines.scanned <= text.len(),
+            "scanned {} bytes of a {}-byte file",
+            lines.scanned,
+            text.len()
+        );
+        let items = read_csv("big.csv", &format!("email,given_name,family_name\n{text}")).unwrap();
+        assert_eq!(items.len(), rows);
+        assert_eq!(items[rows - 1].origin().line, rows as u64 + 1);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::fmt;
 
 use backon::ExponentialBuilder;
 
+use crate::adapters::sqs::dead_letter::fifo_id;
 use crate::adapters::sqs::OutgoingMessage;
 use crate::domain::event::EventBody;
 use crate::ops::queue::OpsQueue;
@@ -22,9 +23,11 @@ pub use input::{parse, read_file, Format, InputError, Item, Origin, SingleInvite
 pub use rows::{event_id_for, prepare, Prepared};
 
 /// The FIFO message group for an event: the person's normalised email (or invite id), so that
-/// one person's events stay in order and different people's run in parallel.
+/// one person's events stay in order and different people's run in parallel; its SHA-256 in hex
+/// when that is longer than SQS's 128 characters ([`fifo_id`]). The one rule for `enqueue` and
+/// `dlq replay`, and for producers (docs/event-contract.md, "FIFO queues").
 pub fn group_id(body: &EventBody) -> String {
-    body.target().to_string()
+    fifo_id(&body.target().to_string())
 }
 
 /// How to enqueue.

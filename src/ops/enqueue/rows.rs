@@ -260,7 +260,7 @@ mod tests {
             ),
             (
                 json!({"email": "a@example.com", "attributes": {"email_verified": "true"}}),
-                "data.attributes.email_verified: is set by invite-worker itself; put the address in data.email",
+                "data.attributes.email_verified: is a verification flag; only invite-worker (email_verified) and Cognito set *_verified attributes",
             ),
             (
                 json!({"email": "a@example.com", "groups": ["new starters"]}),

@@ -5,7 +5,7 @@ use crate::ops::memory::MemoryOps;
 
 const DLQ: &str = "https://sqs.example/1/invites-dlq";
 const SOURCE: &str = "https://sqs.example/1/invites";
-const DEFAULT: &str = "https://sqs.example/1/configured";
+const OTHER: &str = "https://sqs.example/1/other";
 
 fn invite(id: &str, email: &str) -> String {
     format!(r#"{{"version":1,"type":"invite.requested","id":"{id}","data":{{"email":"{email}"}}}}"#)
@@ -35,7 +35,8 @@ fn options(filters: &[&str]) -> ReplayOptions {
         max: None,
         rate_per_second: None,
         dry_run: false,
-        default_queue: DEFAULT.into(),
+        configured_queue: SOURCE.into(),
+        to_queue: None,
         scan: ScanOptions::default(),
     }
 }
@@ -79,15 +80,73 @@ async fn replays_what_matches_and_leaves_the_rest_visible() {
 }
 
 #[tokio::test]
-async fn no_filter_replays_everything_and_a_letter_without_source_goes_to_the_default_queue() {
+async fn no_filter_replays_everything_to_the_configured_queue() {
     let q = MemoryOps::new();
     dead_letter(&q, &invite("e-1", "a@example.com"), "user_pool_not_found");
     q.put(DLQ, &invite("e-2", "b@example.com"), &[]);
     let s = replay(&q, DLQ, &options(&[])).await.unwrap();
-    assert_eq!((s.matched, s.replayed), (2, 2));
-    assert_eq!(q.messages(SOURCE).len(), 1);
-    assert_eq!(q.messages(DEFAULT).len(), 1);
+    assert_eq!((s.matched, s.replayed, s.disagreeing_sources), (2, 2, 0));
+    assert_eq!(q.messages(SOURCE).len(), 2);
     assert!(q.messages(DLQ).is_empty());
+}
+
+#[tokio::test]
+async fn a_forged_source_attribute_is_reported_not_followed() {
+    let q = MemoryOps::new();
+    for forged in [DLQ, OTHER] {
+        q.put(
+            DLQ,
+            &invite("e-1", "a@example.com"),
+            &[(ATTR_REASON_CODE, "x"), (ATTR_SOURCE_QUEUE, forged)],
+        );
+    }
+    let s = replay(&q, DLQ, &options(&[])).await.unwrap();
+    assert_eq!((s.replayed, s.disagreeing_sources), (2, 2));
+    assert_eq!(
+        q.messages(SOURCE).len(),
+        2,
+        "both went to the configured queue"
+    );
+    assert!(q.messages(OTHER).is_empty());
+    assert!(q.messages(DLQ).is_empty(), "nothing went back onto the DLQ");
+    let mut claimed: Vec<_> = s
+        .entries
+        .iter()
+        .map(|e| e.disagreeing_source.clone().unwrap())
+        .collect();
+    claimed.sort();
+    assert_eq!(claimed, [DLQ, OTHER]);
+}
+
+#[tokio::test]
+async fn to_queue_names_another_destination_but_never_the_dlq() {
+    let q = MemoryOps::new();
+    dead_letter(&q, &invite("e-1", "a@example.com"), "x");
+    let to_other = ReplayOptions {
+        to_queue: Some(OTHER.into()),
+        ..options(&[])
+    };
+    let s = replay(&q, DLQ, &to_other).await.unwrap();
+    assert_eq!((s.replayed, s.disagreeing_sources), (1, 1));
+    assert_eq!(q.messages(OTHER).len(), 1);
+    assert_eq!(s.entries[0].disagreeing_source.as_deref(), Some(SOURCE));
+
+    dead_letter(&q, &invite("e-2", "b@example.com"), "x");
+    for (configured, to_queue) in [(SOURCE, Some(format!("{DLQ}/"))), (DLQ, None), ("", None)] {
+        let refused = ReplayOptions {
+            configured_queue: configured.into(),
+            to_queue,
+            ..options(&[])
+        };
+        let e = replay(&q, DLQ, &refused).await.unwrap_err();
+        assert!(matches!(e, DlqError::Refused(_)), "{e}");
+    }
+    assert_eq!(
+        q.messages(DLQ).len(),
+        1,
+        "a refused replay receives nothing"
+    );
+    assert_eq!(q.visible_len(DLQ), 1);
 }
 
 #[tokio::test]
@@ -169,7 +228,7 @@ async fn a_crash_between_send_and_delete_loses_nothing() {
     // The send step of a replay, then the process dies before deleting.
     let mut scan = Scan::new(&q, DLQ, ScanOptions::default());
     let m = scan.next(10).await.unwrap().remove(0);
-    let copy = replay_copy(&m, DEFAULT, OffsetDateTime::now_utc());
+    let copy = replay_copy(&m, SOURCE, OffsetDateTime::now_utc());
     assert!(send_copies(&q, &[copy], None).await[0].is_ok());
     q.expire_holds(DLQ);
     // The next replay sends it again and this time deletes it.
@@ -205,12 +264,16 @@ async fn on_fifo_the_duplicate_of_a_crashed_replay_is_deduplicated() {
     let m = scan.next(10).await.unwrap().remove(0);
     send_copies(
         &q,
-        &[replay_copy(&m, DEFAULT, OffsetDateTime::now_utc())],
+        &[replay_copy(&m, source, OffsetDateTime::now_utc())],
         None,
     )
     .await;
     q.expire_holds(dlq);
-    let s = replay(&q, dlq, &options(&[])).await.unwrap();
+    let to_fifo = ReplayOptions {
+        configured_queue: source.into(),
+        ..options(&[])
+    };
+    let s = replay(&q, dlq, &to_fifo).await.unwrap();
     assert_eq!(s.replayed, 1);
     let copies = q.messages(source);
     assert_eq!(copies.len(), 1, "same dedup id: SQS drops the second");
