@@ -247,6 +247,8 @@ pub mod queue_limits {
     pub const MAX_BATCH_BYTES: usize = 256 * 1024;
     /// Most message attributes on one message.
     pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+    /// Longest FIFO `MessageDeduplicationId` or `MessageGroupId`, in characters.
+    pub const MAX_FIFO_ID_CHARS: usize = 128;
     /// Longest visibility timeout (12 hours).
     pub const MAX_VISIBILITY_SECONDS: u64 = 43_200;
     /// Longest long-poll wait.

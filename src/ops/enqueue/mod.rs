@@ -5,6 +5,7 @@
 
 pub mod csv_rows;
 pub mod input;
+pub mod item;
 pub mod results;
 pub mod rows;
 
@@ -19,7 +20,8 @@ use crate::domain::event::EventBody;
 use crate::ops::queue::OpsQueue;
 use crate::ops::send::send_all;
 
-pub use input::{parse, read_file, Format, InputError, Item, Origin, SingleInvite};
+pub use input::{parse, read_file, Format, SingleInvite};
+pub use item::{InputError, Item, Origin};
 pub use rows::{event_id_for, prepare, Prepared};
 
 /// The FIFO message group for an event: the person's normalised email (or invite id), so that

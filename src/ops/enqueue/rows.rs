@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::group_id;
-use super::input::{Item, Origin};
+use super::item::{Item, Origin};
 use crate::domain::event::decode;
 
 /// Prefix of the event ids `enqueue` derives from row content.
