@@ -1,6 +1,6 @@
 //! What reading an input yields, whatever the format: [`Item`]s, each with its [`Origin`], or an
 //! [`InputError`] for a file that cannot be read at all. The readers ([`super::input`],
-//! [`super::csv_rows`]) produce them; [`super::rows`] turns them into messages.
+//! [`super::csv_rows`]) produce them; [`super::prepare`] turns them into messages.
 
 use serde_json::{Map, Value};
 

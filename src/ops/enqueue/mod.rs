@@ -1,13 +1,13 @@
 //! `invite-worker enqueue`: invites in bulk. Every item is read ([`input`], [`csv_rows`]),
-//! checked with the worker's own decoder and given a deterministic event id ([`rows`]); only the
+//! checked with the worker's own decoder and given a deterministic event id ([`prepare`]); only the
 //! valid ones are sent, with `SendMessageBatch` and retries ([`crate::ops::send`]); each row's
 //! fate can be written to a results file ([`results`]).
 
 pub mod csv_rows;
 pub mod input;
 pub mod item;
+pub mod prepare;
 pub mod results;
-pub mod rows;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,7 +22,7 @@ use crate::ops::send::send_all;
 
 pub use input::{parse, read_file, Format, SingleInvite};
 pub use item::{InputError, Item, Origin};
-pub use rows::{event_id_for, prepare, Prepared};
+pub use prepare::{event_id_for, prepare, Prepared};
 
 /// The FIFO message group for an event: the person's normalised email (or invite id), so that
 /// one person's events stay in order and different people's run in parallel; its SHA-256 in hex
