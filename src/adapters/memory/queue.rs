@@ -1,8 +1,9 @@
 //! An in-memory SQS queue implementing [`Queue`]: visibility deadlines, receive counts, a fresh
 //! receipt handle per receive (stale handles fail like SQS's `ReceiptHandleIsInvalid`),
 //! long polling that returns as soon as a message becomes available, a dead-letter list, FIFO
-//! group ordering, and optional latency and fault injection. Time is `tokio::time`, so tests can
-//! pause it.
+//! group ordering and deduplication ids, batch sends, and optional latency and fault injection.
+//! Time is `tokio::time`, so tests can pause it. The operator tools' fake
+//! ([`crate::ops::memory::MemoryOps`]) is one of these per queue URL.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
