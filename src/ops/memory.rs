@@ -107,6 +107,19 @@ impl MemoryOps {
         self.queue(url).expire_holds();
     }
 
+    /// Passes one of the call failures asked for `op` on to the queue the call goes to.
+    fn inject_call_fault(&self, queue: &MemoryQueue, op: QueueOp) {
+        let mut faults = self.faults();
+        let left = match op {
+            QueueOp::SendBatch => &mut faults.send_calls,
+            _ => &mut faults.delete_calls,
+        };
+        if *left > 0 {
+            *left -= 1;
+            queue.fail_next(op, 1);
+        }
+    }
+
     fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -133,15 +146,9 @@ impl OpsQueue for MemoryOps {
     ) -> Result<Vec<BatchFailure>, crate::error::DownstreamError> {
         *self.send_calls.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         let queue = self.queue(queue_url);
-        {
-            let mut faults = self.faults();
-            if faults.send_calls > 0 {
-                faults.send_calls -= 1;
-                queue.fail_next(QueueOp::SendBatch, 1);
-            }
-            let (entries_left, sender_fault) = faults.send_entries;
-            queue.fail_next_send_entries(entries_left, sender_fault);
-        }
+        self.inject_call_fault(&queue, QueueOp::SendBatch);
+        let (entries_left, sender_fault) = self.faults().send_entries;
+        queue.fail_next_send_entries(entries_left, sender_fault);
         let mut failures = Vec::new();
         let mut offset = 0;
         let mut entries = entries;
@@ -167,13 +174,7 @@ impl OpsQueue for MemoryOps {
         receipt_handles: &[String],
     ) -> Result<Vec<BatchFailure>, crate::error::DownstreamError> {
         let queue = self.queue(queue_url);
-        {
-            let mut faults = self.faults();
-            if faults.delete_calls > 0 {
-                faults.delete_calls -= 1;
-                queue.fail_next(QueueOp::DeleteBatch, 1);
-            }
-        }
+        self.inject_call_fault(&queue, QueueOp::DeleteBatch);
         let mut failures = Vec::new();
         for (chunk_no, chunk) in receipt_handles.chunks(MAX_BATCH).enumerate() {
             for mut f in queue.delete_batch(chunk).await? {
