@@ -13,6 +13,7 @@ pub mod mail;
 pub mod observe;
 pub mod ops;
 pub mod ports;
+pub mod ratelimit;
 pub mod setup;
 pub mod telemetry;
 pub mod wiring;

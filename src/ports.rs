@@ -238,6 +238,23 @@ pub struct BatchFailure {
     pub sender_fault: bool,
 }
 
+/// Amazon SQS's limits, defined once for the queue port: the SQS adapter, the in-memory fakes,
+/// the worker and the operator tools keep within them.
+pub mod queue_limits {
+    /// Most messages one receive returns, and most entries in one batch call (send, delete).
+    pub const MAX_BATCH: usize = 10;
+    /// Largest message body, and largest `SendMessageBatch` (all entries together): 256 KiB.
+    pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+    /// Most message attributes on one message.
+    pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+    /// Longest FIFO `MessageDeduplicationId` or `MessageGroupId`, in characters.
+    pub const MAX_FIFO_ID_CHARS: usize = 128;
+    /// Longest visibility timeout (12 hours).
+    pub const MAX_VISIBILITY_SECONDS: u64 = 43_200;
+    /// Longest long-poll wait.
+    pub const MAX_WAIT_SECONDS: u64 = 20;
+}
+
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError>;

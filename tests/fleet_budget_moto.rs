@@ -18,8 +18,8 @@ use invite_worker::adapters::dynamo::{ATTR_PK, ATTR_SK, ATTR_TTL};
 use invite_worker::config::Transport;
 use invite_worker::domain::InviteStatus;
 use invite_worker::ports::{InviteStore, RateBudget};
+use invite_worker::ratelimit::fleet_budget::{system_wall_clock, FleetLimiter, Outcome};
 use invite_worker::wiring;
-use invite_worker::worker::fleet_budget::{system_wall_clock, FleetLimiter, Outcome};
 
 #[ignore = "needs the local stack: scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,8 +19,8 @@ use crate::ports::{
     CreateOutcome, Directory, Mailer, NewUser, OutgoingMail, RateBudget, Removal, Rotation,
     UserInfo,
 };
-use crate::worker::fleet_budget::{FleetLimiter, Outcome};
-use crate::worker::ratelimit::TokenBucket;
+use crate::ratelimit::fleet_budget::{FleetLimiter, Outcome};
+use crate::ratelimit::TokenBucket;
 
 /// Calls in all (the first and the retries) when the answer is a throttling error.
 pub const THROTTLE_ATTEMPTS: u32 = 3;
@@ -526,7 +526,7 @@ mod tests {
             BUDGET_EMAIL_SEND,
             budget,
             4.0,
-            crate::worker::fleet_budget::tokio_wall_clock(1_000_000.0),
+            crate::ratelimit::fleet_budget::tokio_wall_clock(1_000_000.0),
         );
         RateLimitedMailer::new(
             Throttling {

@@ -33,12 +33,7 @@ use crate::adapters::aws_errors::classify;
 use crate::error::{DownstreamError, ErrorKind, Service};
 use crate::ports::{BatchFailure, DeadLetter, Queue, QueueMessage};
 
-/// Most entries SQS accepts in one batch call.
-pub const MAX_BATCH: usize = 10;
-/// Longest visibility timeout SQS accepts (12 hours).
-pub const MAX_VISIBILITY_SECONDS: u64 = 43_200;
-/// Longest long-poll wait SQS accepts.
-pub const MAX_WAIT_SECONDS: u64 = 20;
+pub use crate::ports::queue_limits::{MAX_BATCH, MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS};
 
 /// SQS error codes that mean "slow down" but that the shared table does not know.
 const SQS_THROTTLING: &[&str] = &["OverLimit", "KmsThrottled", "KMS.ThrottlingException"];

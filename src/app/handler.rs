@@ -1,6 +1,9 @@
-//! The invite service: applies one event to one invite. It loads the record, asks the pure state
-//! machine what to do, claims the record with a lease (a conditional write), runs the side
-//! effects (Cognito, email), and writes the outcome with another conditional write.
+//! The invite service: applies one event to one invite. It **decodes** the event, loads the
+//! record and **decides** with the pure state machine ([`crate::domain::state`]) and record rules
+//! ([`crate::domain::record`]) what to do, **claims** the record with a lease (a conditional
+//! write), **acts** ([`super::effects`]: Cognito, email), and **records** the outcome with another
+//! conditional write, whose lifecycle event goes out through the outbox ([`super::outbox`]).
+//! What a failure means for the message is [`HandleError::disposition`].
 //!
 //! Crash safety rests on three rules:
 //! 1. The record is written *before* any side effect (status `pending`, with a lease), and the
@@ -17,22 +20,23 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::{info, warn, Instrument};
 
-use super::compose::{Composer, MailKind};
-use crate::domain::event::{decode, DecodeError, EventBody, InboundEvent, InviteRef};
-use crate::domain::invite::PendingPublication;
-use crate::domain::password::generate;
-use crate::domain::state::{decide, on_found_user, Effect, FoundUser, Outcome, Trigger};
+use super::compose::Composer;
+use super::effects::Effects;
+pub use super::handle_error::HandleError;
+use super::outbox::Outbox;
+use crate::domain::event::{decode, EventBody, InboundEvent, InviteRef};
+use crate::domain::record::{
+    bump, expiry, history, is_replay_of_seen, is_stale, moot, new_record, record_finish, reopen,
+    stamp, Cause, Finish, Opening,
+};
+use crate::domain::state::{decide, Effect, Outcome, Trigger};
 use crate::domain::PoolProfile;
 use crate::domain::RedirectHosts;
 use crate::domain::{
-    EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay,
-    TemporaryPassword, UserStanding,
+    EmailAddress, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay, UserStanding,
 };
-use crate::error::{Disposition, DownstreamError};
-use crate::ports::{
-    left_on_hold, Clock, CreateOutcome, Directory, InviteStore, Mailer, NewUser, Publisher,
-    Removal, Rotation, StoreError,
-};
+use crate::error::Disposition;
+use crate::ports::{left_on_hold, Clock, Directory, InviteStore, Mailer, Publisher, StoreError};
 
 /// How often a lost race (a version conflict) is retried within one handling.
 const MAX_CONFLICT_RETRIES: usize = 5;
@@ -50,97 +54,6 @@ pub struct ServiceConfig {
     pub lease: Duration,
     /// Where an invite's `redirect_url` may point (`email.redirect_hosts`).
     pub redirect_hosts: RedirectHosts,
-}
-
-/// Why handling failed, and so what the worker does next (see [`HandleError::disposition`]).
-#[derive(Debug, thiserror::Error)]
-pub enum HandleError {
-    #[error("{0}")]
-    Invalid(DecodeError),
-    #[error("{0}")]
-    InvalidAttributes(DecodeError),
-    #[error("{message}")]
-    Rejected { code: String, message: String },
-    #[error(transparent)]
-    Transient(DownstreamError),
-    /// Another worker holds the invite's lease until `.1`; look again in `.2`.
-    #[error("invite {0} is being handled by another worker until {1}")]
-    Busy(InviteId, OffsetDateTime, Duration),
-    #[error("invite {0} kept changing during this write; will retry")]
-    Contended(InviteId),
-    #[error("{0}")]
-    Corrupt(String),
-}
-
-impl HandleError {
-    pub fn disposition(&self) -> Disposition {
-        match self {
-            HandleError::Invalid(e) => Disposition::DeadLetter {
-                code: "invalid_event".into(),
-                reason: e.to_string(),
-            },
-            HandleError::InvalidAttributes(e) => Disposition::DeadLetter {
-                code: "invalid_attributes".into(),
-                reason: e.to_string(),
-            },
-            HandleError::Rejected { code, message } => Disposition::DeadLetter {
-                code: code.clone(),
-                reason: message.clone(),
-            },
-            HandleError::Corrupt(m) => Disposition::DeadLetter {
-                code: "corrupt_record".into(),
-                reason: m.clone(),
-            },
-            HandleError::Transient(e) => Disposition::Retry {
-                reason: e.to_string(),
-                after: None,
-                downstream: Some(e.service),
-            },
-            HandleError::Busy(_, _, wait) => Disposition::Retry {
-                reason: self.to_string(),
-                after: Some(*wait),
-                downstream: None,
-            },
-            HandleError::Contended(_) => Disposition::Retry {
-                reason: self.to_string(),
-                after: None,
-                downstream: None,
-            },
-        }
-    }
-
-    fn from_downstream(e: DownstreamError) -> Self {
-        match e.rejection_code() {
-            Some(code) => HandleError::Rejected {
-                code: code.to_string(),
-                message: e.to_string(),
-            },
-            None => HandleError::Transient(e),
-        }
-    }
-}
-
-impl From<DownstreamError> for HandleError {
-    fn from(e: DownstreamError) -> Self {
-        HandleError::from_downstream(e)
-    }
-}
-
-impl From<StoreError> for HandleError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict => HandleError::Transient(DownstreamError::new(
-                crate::error::Service::DynamoDb,
-                "PutItem",
-                crate::error::ErrorKind::Unavailable,
-                "unexpected version conflict",
-            )),
-            StoreError::Corrupt { key, reason } => {
-                HandleError::Corrupt(format!("stored invite {key} cannot be read: {reason}"))
-            }
-            StoreError::Downstream(d) => HandleError::from_downstream(d),
-        }
-    }
 }
 
 /// The result of handling an event that needs no retry.
@@ -171,14 +84,44 @@ struct Request<'a> {
     replay: Option<&'a Replay>,
 }
 
+impl<'a> Request<'a> {
+    /// The event behind this request, as the record's history remembers it.
+    fn cause(&self) -> Cause<'a> {
+        Cause {
+            event_id: self.event_id,
+            event_type: self.event_type,
+            replay: self.replay,
+        }
+    }
+}
+
+/// One attempt at applying a trigger to an invite (one turn of the conditional-write loop):
+/// what every step of it needs to know.
+struct Attempt<'a> {
+    id: InviteId,
+    req: &'a Request<'a>,
+    trigger: &'a Trigger,
+    /// The lease token this handling claims the record with.
+    token: &'a str,
+    now: OffsetDateTime,
+}
+
+/// What the state machine decided for the attempt: the status to reach, whether a new generation
+/// opens, and the effects to run.
+struct Plan<'a> {
+    to: InviteStatus,
+    new_generation: bool,
+    effects: &'a [Effect],
+}
+
 pub struct InviteService {
     store: Arc<dyn InviteStore>,
     directory: Arc<dyn Directory>,
-    mailer: Arc<dyn Mailer>,
-    composer: Arc<dyn Composer>,
+    /// The *act* step: the effects on Cognito and the mailer.
+    effects: Effects,
     clock: Arc<dyn Clock>,
     config: ServiceConfig,
-    publisher: Option<Arc<dyn Publisher>>,
+    outbox: Option<Outbox>,
 }
 
 impl InviteService {
@@ -191,19 +134,23 @@ impl InviteService {
         config: ServiceConfig,
     ) -> Self {
         Self {
+            effects: Effects::new(directory.clone(), mailer, composer, clock.clone()),
             store,
             directory,
-            mailer,
-            composer,
             clock,
             config,
-            publisher: None,
+            outbox: None,
         }
     }
 
     /// Publishes lifecycle events (through the record's outbox) to `publisher`.
     pub fn with_publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
-        self.publisher = Some(publisher);
+        self.outbox = Some(Outbox::new(
+            self.store.clone(),
+            publisher,
+            self.clock.clone(),
+            MAX_CONFLICT_RETRIES,
+        ));
         self
     }
 
@@ -250,17 +197,7 @@ impl InviteService {
 
     /// The invite an event is about, for log fields (the same id the engine keys it by).
     pub fn invite_id_of(&self, event: &InboundEvent) -> InviteId {
-        match &event.body {
-            EventBody::InviteRequested(req) => {
-                InviteId::for_email(&self.config.user_pool_id, &req.email)
-            }
-            EventBody::InviteResend { target, .. } | EventBody::InviteRevoke { target, .. } => {
-                self.invite_id_for(target)
-            }
-            EventBody::RegistrationCompleted { email, .. } => {
-                InviteId::for_email(&self.config.user_pool_id, email)
-            }
-        }
+        self.invite_id_for(&event.body.target())
     }
 
     /// Applies one decoded event. Every line logged meanwhile is in an `event` span carrying
@@ -336,13 +273,9 @@ impl InviteService {
                     .await
             }
             EventBody::InviteRevoke { target, reason } => {
-                let email = match target {
-                    InviteRef::Email(e) => Some(e),
-                    InviteRef::Id(_) => None,
-                };
                 let request = Request {
                     reason: reason.as_deref(),
-                    email,
+                    email: target.email(),
                     ..base
                 };
                 self.apply(self.invite_id_for(target), Trigger::Revoke, &request)
@@ -434,7 +367,7 @@ impl InviteService {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let now = self.clock.now();
             let current = self.store.load(&id).await?;
-            let replayed = is_replay_of_seen(current.as_ref(), &asked, req);
+            let replayed = is_replay_of_seen(current.as_ref(), &asked, &req.cause());
             let trigger = if replayed {
                 Trigger::Replayed
             } else {
@@ -493,41 +426,36 @@ impl InviteService {
             } else {
                 req
             };
+            let attempt = Attempt {
+                id,
+                req,
+                trigger: &trigger,
+                token: &token,
+                now,
+            };
             let step = match outcome {
                 Outcome::Note { reason } | Outcome::Refused { reason } => {
-                    self.note(id, current, req, reason, now).await
+                    self.note(&attempt, current, reason).await
                 }
                 Outcome::Transition {
                     to,
                     new_generation,
                     effects,
                 } => {
-                    self.work(
-                        id,
-                        current,
-                        req,
-                        &trigger,
+                    let plan = Plan {
                         to,
                         new_generation,
-                        &effects,
-                        &token,
-                        now,
-                    )
-                    .await
+                        effects: &effects,
+                    };
+                    self.work(&attempt, current, plan).await
                 }
                 Outcome::Resume { effects } => {
-                    self.work(
-                        id,
-                        current,
-                        req,
-                        &trigger,
-                        InviteStatus::Sent,
-                        false,
-                        &effects,
-                        &token,
-                        now,
-                    )
-                    .await
+                    let plan = Plan {
+                        to: InviteStatus::Sent,
+                        new_generation: false,
+                        effects: &effects,
+                    };
+                    self.work(&attempt, current, plan).await
                 }
             };
             match step {
@@ -542,15 +470,14 @@ impl InviteService {
     /// Records an event that changes nothing.
     async fn note(
         &self,
-        id: InviteId,
+        at: &Attempt<'_>,
         current: Option<Invite>,
-        req: &Request<'_>,
         reason: &'static str,
-        now: OffsetDateTime,
     ) -> Result<Handled, Step> {
+        let (req, now) = (at.req, at.now);
         let Some(mut rec) = current else {
             info!(
-                invite_id = %id,
+                invite_id = %at.id,
                 event_id = req.event_id,
                 event_type = req.event_type,
                 outcome = reason,
@@ -568,7 +495,7 @@ impl InviteService {
                 now,
                 Some(rec.status),
                 rec.status,
-                req,
+                &req.cause(),
                 Some(reason.to_string()),
                 rec.generation,
             ));
@@ -585,29 +512,25 @@ impl InviteService {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Claims the record (a conditional write with a lease), runs the plan's effects, and writes
+    /// the outcome.
     async fn work(
         &self,
-        id: InviteId,
+        at: &Attempt<'_>,
         current: Option<Invite>,
-        req: &Request<'_>,
-        trigger: &Trigger,
-        to: InviteStatus,
-        new_generation: bool,
-        effects: &[Effect],
-        token: &str,
-        now: OffsetDateTime,
+        plan: Plan<'_>,
     ) -> Result<Handled, Step> {
-        let opening = effects.contains(&Effect::ProvisionUser);
+        let (id, req, trigger, now) = (at.id, at.req, at.trigger, at.now);
+        let opening = plan.effects.contains(&Effect::ProvisionUser);
         if current.is_none() && req.email.is_none() {
-            return self.note(id, None, req, "unknown_invite", now).await;
+            return self.note(at, None, "unknown_invite").await;
         }
-        if effects.is_empty() {
-            return self.transition_only(id, current, req, to, now).await;
+        if plan.effects.is_empty() {
+            return self.transition_only(at, current, plan.to).await;
         }
-        let mut rec = match (current, new_generation) {
+        let mut rec = match (current, plan.new_generation) {
             (None, true) => self.new_record(id, req, now)?,
-            (Some(prev), true) => self.reopen(prev, req, now),
+            (Some(prev), true) => reopen(prev, &self.opening(req, now)),
             (Some(rec), false) => rec,
             (None, false) => {
                 return Err(Step::Failed(HandleError::Corrupt(format!(
@@ -615,7 +538,7 @@ impl InviteService {
                 ))))
             }
         };
-        if new_generation {
+        if plan.new_generation {
             let from = if rec.version == 0 {
                 None
             } else {
@@ -626,17 +549,13 @@ impl InviteService {
                 now,
                 from,
                 InviteStatus::Pending,
-                req,
+                &req.cause(),
                 None,
                 rec.generation,
             ));
         }
         if *trigger == Trigger::Resend && rec.status == InviteStatus::Sent {
-            rec.expires_at = now
-                + days(
-                    req.expires_in_days
-                        .unwrap_or(self.config.default_expiry_days),
-                );
+            rec.expires_at = self.expiry(req, now);
         }
         // A lease still on the record belongs to an attempt that was cut off (or could not give
         // back a user it had disabled): its guarded Cognito operation may have left the user on
@@ -644,7 +563,7 @@ impl InviteService {
         let interrupted = rec.lease.is_some();
         // Claim the record before any side effect.
         rec.lease = Some(Lease {
-            token: token.to_string(),
+            token: at.token.to_string(),
             until: now
                 + time::Duration::try_from(self.config.lease).unwrap_or(time::Duration::minutes(2)),
         });
@@ -652,24 +571,25 @@ impl InviteService {
         self.save(&rec).await?;
 
         let from = rec.status;
-        let target = if opening { InviteStatus::Sent } else { to };
+        let target = if opening { InviteStatus::Sent } else { plan.to };
         let result: Result<Finish, HandleError> = async {
             if interrupted {
                 self.directory.lift_hold(&rec.username).await?;
             }
-            self.run_effects(&rec, trigger, target, effects, req.profile)
+            self.effects
+                .run(&rec, trigger, target, plan.effects, req.profile)
                 .await
         }
         .await;
         match result {
             Ok(finish) => self.finish(rec, from, finish, req, now).await,
             Err(e) => {
-                if held(&e) {
+                if e.leaves_user_on_hold() {
                     // A user this attempt disabled could not be re-enabled: the lease stays, so
                     // the next attempt finds it stale and lifts the hold first.
                     return Err(Step::Failed(e));
                 }
-                if let (true, Some(code)) = (opening, rejection(&e)) {
+                if let (true, Some(code)) = (opening, e.rejection_code()) {
                     // A permanent failure while opening: the invite ends `failed` (and its unused
                     // user is removed), and the event goes to the DLQ for an operator.
                     if let Err(removal) = self.directory.delete_if_never_used(&rec.username).await {
@@ -677,13 +597,7 @@ impl InviteService {
                             return Err(Step::Failed(removal.into()));
                         }
                     }
-                    let finish = Finish {
-                        to: InviteStatus::Failed,
-                        reason: Some(code),
-                        invitation_sent: false,
-                        reminder_sent: false,
-                        sub: None,
-                    };
+                    let finish = Finish::failed(code);
                     self.finish(rec, from, finish, req, self.clock.now())
                         .await?;
                 } else {
@@ -694,6 +608,21 @@ impl InviteService {
         }
     }
 
+    /// When an invite opened or resent by `req` at `now` expires.
+    fn expiry(&self, req: &Request<'_>, now: OffsetDateTime) -> OffsetDateTime {
+        expiry(now, req.expires_in_days, self.config.default_expiry_days)
+    }
+
+    /// What `req` brings to a new generation of an invite.
+    fn opening<'r>(&self, req: &Request<'r>, now: OffsetDateTime) -> Opening<'r> {
+        Opening {
+            event_id: req.event_id,
+            details: req.details,
+            expires_at: self.expiry(req, now),
+        }
+    }
+
+    /// The first generation of invite `id`, opened by `req` (which must name the email).
     fn new_record(
         &self,
         id: InviteId,
@@ -705,282 +634,14 @@ impl InviteService {
                 "no email to open invite {id} with"
             ))));
         };
-        let details = req.details.cloned().unwrap_or_default();
-        Ok(Invite {
-            invite_id: id,
-            user_pool_id: self.config.user_pool_id.clone(),
-            email: email.clone(),
-            username: email.as_str().to_string(),
-            status: InviteStatus::Pending,
-            reason: None,
-            generation: 1,
-            opened_by_event: req.event_id.unwrap_or_default().to_string(),
-            created_at: now,
-            updated_at: now,
-            expires_at: now
-                + days(
-                    req.expires_in_days
-                        .unwrap_or(self.config.default_expiry_days),
-                ),
-            sent_at: None,
-            accepted_at: None,
-            send_count: 0,
-            user_sub: None,
-            details,
-            history: vec![],
-            version: 0,
-            lease: None,
-            outbox: vec![],
-            reminded_generation: None,
-            last_occurred_at: None,
-        })
-    }
-
-    fn reopen(&self, mut rec: Invite, req: &Request<'_>, now: OffsetDateTime) -> Invite {
-        rec.generation += 1;
-        rec.opened_by_event = req.event_id.unwrap_or_default().to_string();
-        rec.reason = None;
-        rec.sent_at = None;
-        rec.accepted_at = None;
-        rec.send_count = 0;
-        rec.user_sub = None;
-        rec.expires_at = now
-            + days(
-                req.expires_in_days
-                    .unwrap_or(self.config.default_expiry_days),
-            );
-        if let Some(details) = req.details {
-            rec.details = details.clone();
-        }
-        rec
-    }
-
-    async fn run_effects(
-        &self,
-        rec: &Invite,
-        trigger: &Trigger,
-        target: InviteStatus,
-        effects: &[Effect],
-        profile: Option<&PoolProfile>,
-    ) -> Result<Finish, HandleError> {
-        let mut finish = Finish {
-            to: target,
-            reason: None,
-            invitation_sent: false,
-            reminder_sent: false,
-            sub: None,
-        };
-        let mut password: Option<TemporaryPassword> = None;
-        for effect in effects {
-            match effect {
-                Effect::ProvisionUser => match self.provision(rec, profile).await? {
-                    Provisioned::Ready { password: p, sub } => {
-                        password = Some(p);
-                        finish.sub = sub;
-                    }
-                    Provisioned::Unusable(reason) => return Ok(Finish::failed(reason)),
-                },
-                Effect::RotatePassword => match self.rotate(rec, profile).await? {
-                    Ok(p) => password = Some(p),
-                    Err(kept) => {
-                        return self
-                            .found(rec, Effect::RotatePassword, trigger, &kept)
-                            .await
-                    }
-                },
-                Effect::SendInvitation => {
-                    let pw = password
-                        .as_ref()
-                        .ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
-                    self.send(MailKind::Invitation, rec, Some(pw)).await?;
-                    finish.invitation_sent = true;
-                }
-                Effect::DeleteUnusedUser => {
-                    if let Removal::Kept(kept) =
-                        self.directory.delete_if_never_used(&rec.username).await?
-                    {
-                        // A user who registered is never deleted: at expiry, the person
-                        // accepted after all. Any other user is kept as found.
-                        let what = on_found_user(Effect::DeleteUnusedUser, trigger, &kept);
-                        if what == FoundUser::Accept {
-                            return self.accept_found(rec).await;
-                        }
-                    }
-                }
-                Effect::AddToGroups => {
-                    for group in &rec.details.groups {
-                        self.directory
-                            .add_user_to_group(&rec.username, group)
-                            .await?;
-                    }
-                }
-                Effect::SendWelcome => {
-                    self.send(MailKind::Welcome, rec, None).await?;
-                }
-                Effect::SendReminder => {
-                    let pw = password
-                        .as_ref()
-                        .ok_or_else(|| HandleError::Corrupt("no password to send".into()))?;
-                    self.send(MailKind::Reminder, rec, Some(pw)).await?;
-                    finish.reminder_sent = true;
-                }
-            }
-        }
-        Ok(finish)
-    }
-
-    /// The person completed registration although nobody reported it (found while rotating a
-    /// password or deleting an unused user): the invite is accepted with the same effects as a
-    /// reported acceptance, so the groups are never missing.
-    async fn accept_found(&self, rec: &Invite) -> Result<Finish, HandleError> {
-        for group in &rec.details.groups {
-            self.directory
-                .add_user_to_group(&rec.username, group)
-                .await?;
-        }
-        self.send(MailKind::Welcome, rec, None).await?;
-        Ok(Finish {
-            to: InviteStatus::Accepted,
-            reason: Some("found_confirmed".into()),
-            invitation_sent: false,
-            reminder_sent: false,
-            sub: None,
-        })
-    }
-
-    /// [`InviteService::provision_once`]; if Cognito rejects the password, once more with the
-    /// policy read afresh (the pool's policy may have changed since the profile was cached).
-    async fn provision(
-        &self,
-        rec: &Invite,
-        profile: Option<&PoolProfile>,
-    ) -> Result<Provisioned, HandleError> {
-        match self.provision_once(rec, profile).await {
-            Err(HandleError::Rejected { code, .. }) if code == "invalid_password" => {
-                let fresh = self.directory.refresh_pool_profile().await?;
-                self.provision_once(rec, Some(&fresh)).await
-            }
-            other => other,
-        }
-    }
-
-    /// What the invite does when an effect finds a user it may not use (see `on_found_user`).
-    async fn found(
-        &self,
-        rec: &Invite,
-        effect: Effect,
-        trigger: &Trigger,
-        standing: &UserStanding,
-    ) -> Result<Finish, HandleError> {
-        match on_found_user(effect, trigger, standing) {
-            FoundUser::Accept => self.accept_found(rec).await,
-            FoundUser::Fail(reason) => {
-                warn!(invite_id = %rec.invite_id, reason = %reason, "the invite's Cognito user cannot be used; the invite fails and the user is left as it is");
-                Ok(Finish::failed(reason))
-            }
-            FoundUser::Proceed | FoundUser::Keep => Err(HandleError::Corrupt(format!(
-                "a usable user reported as unusable ({standing:?})"
-            ))),
-        }
-    }
-
-    /// Creates the user with a fresh temporary password, or gives an existing never-used user a
-    /// fresh one. Any other user is never touched.
-    async fn provision_once(
-        &self,
-        rec: &Invite,
-        profile: Option<&PoolProfile>,
-    ) -> Result<Provisioned, HandleError> {
-        let fetched;
-        let profile = match profile {
-            Some(p) => p,
-            None => {
-                fetched = self.directory.pool_profile().await?;
-                &fetched
-            }
-        };
-        let password = generate(&profile.password_policy);
-        let user = NewUser {
-            username: &rec.username,
-            email: &rec.email,
-            attributes: &rec.details.attributes,
-            temporary_password: &password,
-        };
-        match self.directory.create_user(&user).await? {
-            CreateOutcome::Created { sub } => Ok(Provisioned::Ready { password, sub }),
-            CreateOutcome::AlreadyExists => match self
-                .directory
-                .rotate_if_never_used(&rec.username, &password)
-                .await?
-            {
-                Rotation::Rotated { sub } => Ok(Provisioned::Ready { password, sub }),
-                Rotation::Kept(kept) => {
-                    match on_found_user(Effect::ProvisionUser, &Trigger::Requested, &kept) {
-                        FoundUser::Fail(reason) => Ok(Provisioned::Unusable(reason)),
-                        _ => Ok(Provisioned::Unusable(kept.reason())),
-                    }
-                }
-                Rotation::Missing => Err(HandleError::Transient(DownstreamError::new(
-                    crate::error::Service::Cognito,
-                    "AdminGetUser",
-                    crate::error::ErrorKind::Unavailable,
-                    "user reported as existing, then not found; will retry",
-                ))),
-            },
-        }
-    }
-
-    /// A fresh temporary password for an existing never-used user (re-creating a missing one);
-    /// `Err(standing)` for a user the invite may not give a password to.
-    async fn rotate(
-        &self,
-        rec: &Invite,
-        profile: Option<&PoolProfile>,
-    ) -> Result<Result<TemporaryPassword, UserStanding>, HandleError> {
-        let fetched;
-        let profile = match profile {
-            Some(p) => p,
-            None => {
-                fetched = self.directory.pool_profile().await?;
-                &fetched
-            }
-        };
-        let password = generate(&profile.password_policy);
-        match self
-            .directory
-            .rotate_if_never_used(&rec.username, &password)
-            .await?
-        {
-            Rotation::Rotated { .. } => Ok(Ok(password)),
-            Rotation::Kept(kept) => Ok(Err(kept)),
-            Rotation::Missing => match self.provision(rec, Some(profile)).await? {
-                Provisioned::Ready { password, .. } => Ok(Ok(password)),
-                Provisioned::Unusable(_) => Err(HandleError::Transient(DownstreamError::new(
-                    crate::error::Service::Cognito,
-                    "AdminCreateUser",
-                    crate::error::ErrorKind::Unavailable,
-                    "user reported missing, then existing; will retry",
-                ))),
-            },
-        }
-    }
-
-    async fn send(
-        &self,
-        kind: MailKind,
-        rec: &Invite,
-        password: Option<&TemporaryPassword>,
-    ) -> Result<(), HandleError> {
-        let mail = self
-            .composer
-            .compose(kind, rec, password, self.clock.now())
-            .map_err(|m| HandleError::Rejected {
-                code: "template_error".into(),
-                message: m,
-            })?;
-        let message_id = self.mailer.send(&mail).await?;
-        info!(invite_id = %rec.invite_id, kind = kind.as_str(), mail_message_id = %message_id, "email sent");
-        Ok(())
+        let opening = self.opening(req, now);
+        Ok(new_record(
+            id,
+            &self.config.user_pool_id,
+            email,
+            &opening,
+            now,
+        ))
     }
 
     async fn finish(
@@ -991,58 +652,28 @@ impl InviteService {
         req: &Request<'_>,
         now: OffsetDateTime,
     ) -> Result<Handled, Step> {
-        let reason = finish
-            .reason
-            .clone()
-            .or_else(|| req.reason.map(str::to_string));
-        rec.status = finish.to;
-        rec.reason = if finish.to.is_open() {
-            None
-        } else {
-            reason.clone()
-        };
-        rec.lease = None;
-        if finish.invitation_sent {
-            rec.send_count += 1;
-            rec.sent_at = Some(now);
-        }
-        if finish.sub.is_some() {
-            rec.user_sub = finish.sub;
-        }
-        if finish.reminder_sent {
-            rec.reminded_generation = Some(rec.generation);
-        }
-        if finish.to == InviteStatus::Accepted {
-            rec.accepted_at = Some(now);
-        }
-        rec.push_history(history(
-            now,
-            Some(from),
-            finish.to,
-            req,
-            reason,
-            rec.generation,
-        ));
+        let (to, reminder_sent) = (finish.to, finish.reminder_sent);
+        record_finish(&mut rec, from, finish, &req.cause(), req.reason, now);
         stamp(&mut rec, req.occurred_at);
         bump(&mut rec, now);
-        if !finish.reminder_sent {
-            self.queue_publication(&mut rec, finish.to, now);
+        if !reminder_sent {
+            self.queue_publication(&mut rec, to, now);
         }
         self.save(&rec).await.map_err(|s| match s {
             Step::Conflict => Step::Failed(HandleError::Contended(rec.invite_id)),
             other => other,
         })?;
         self.flush_outbox(rec.invite_id).await;
-        let outcome = match (from, finish.to) {
-            _ if finish.reminder_sent => "reminded",
+        let outcome = match (from, to) {
+            _ if reminder_sent => "reminded",
             (InviteStatus::Sent, InviteStatus::Sent) => "resent",
             (_, to) => to.as_str(),
         };
-        info!(invite_id = %rec.invite_id, event_id = req.event_id, from = %from, to = %finish.to, generation = rec.generation, "invite transition");
+        info!(invite_id = %rec.invite_id, event_id = req.event_id, from = %from, to = %to, generation = rec.generation, "invite transition");
         Ok(Handled {
             outcome,
             invite_id: Some(rec.invite_id),
-            status: Some(finish.to),
+            status: Some(to),
             changed: true,
         })
     }
@@ -1051,16 +682,15 @@ impl InviteService {
     /// `revoked` tombstone): one conditional write.
     async fn transition_only(
         &self,
-        id: InviteId,
+        at: &Attempt<'_>,
         current: Option<Invite>,
-        req: &Request<'_>,
         to: InviteStatus,
-        now: OffsetDateTime,
     ) -> Result<Handled, Step> {
+        let (req, now) = (at.req, at.now);
         let mut rec = match current {
             Some(rec) => rec,
             None => {
-                let mut rec = self.new_record(id, req, now)?;
+                let mut rec = self.new_record(at.id, req, now)?;
                 rec.generation = 0;
                 rec
             }
@@ -1076,7 +706,7 @@ impl InviteService {
             now,
             from,
             to,
-            req,
+            &req.cause(),
             rec.reason.clone(),
             rec.generation,
         ));
@@ -1094,73 +724,28 @@ impl InviteService {
         })
     }
 
-    /// Adds the lifecycle event for a transition to `to` to the record's outbox (written in the
-    /// same conditional write as the transition, so a crash cannot lose it).
-    fn queue_publication(&self, rec: &mut Invite, to: InviteStatus, now: OffsetDateTime) {
-        if self.publisher.is_none() || to == InviteStatus::Pending {
-            return;
-        }
-        rec.outbox.push(lifecycle_event(rec, to, now));
-    }
-
     /// Publishes what the record's outbox holds and removes it; failures stay for the relay.
     pub async fn flush_outbox(&self, id: InviteId) {
-        let Some(publisher) = &self.publisher else {
-            return;
-        };
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let Ok(Some(mut rec)) = self.store.load(&id).await else {
-                return;
-            };
-            if rec.outbox.is_empty() {
-                return;
-            }
-            if rec
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.until > self.clock.now())
-            {
-                // Work is in flight: its final write would lose the race against ours, and it
-                // flushes the outbox itself when it finishes.
-                return;
-            }
-            let mut published = Vec::new();
-            for event in &rec.outbox {
-                match publisher.publish(event).await {
-                    Ok(()) => published.push(event.event_id.clone()),
-                    Err(e) => {
-                        warn!(invite_id = %id, event_type = %event.event_type, error = %e, "lifecycle event not published yet; the relay will retry");
-                        break;
-                    }
-                }
-            }
-            if published.is_empty() {
-                return;
-            }
-            rec.outbox.retain(|e| !published.contains(&e.event_id));
-            rec.version += 1;
-            match self.store.save(&rec).await {
-                Ok(()) => return,
-                Err(StoreError::Conflict) => continue,
-                Err(e) => {
-                    warn!(invite_id = %id, error = %e, "could not clear the outbox; events may be published twice");
-                    return;
-                }
-            }
+        if let Some(outbox) = &self.outbox {
+            outbox.flush(id).await;
         }
     }
 
     /// Publishes every outbox left behind by a crash or an outage; returns how many invites it
     /// looked at.
     pub async fn relay_unpublished(&self, limit: usize) -> Result<usize, HandleError> {
-        if self.publisher.is_none() {
-            return Ok(0);
+        match &self.outbox {
+            Some(outbox) => Ok(outbox.relay(limit).await?),
+            None => Ok(0),
         }
-        let ids = self.store.with_unpublished(limit).await?;
-        for id in &ids {
-            self.flush_outbox(*id).await;
+    }
+
+    /// Adds the lifecycle event for a transition to `to` to the record's outbox (written in the
+    /// same conditional write as the transition, so a crash cannot lose it).
+    fn queue_publication(&self, rec: &mut Invite, to: InviteStatus, now: OffsetDateTime) {
+        if let Some(outbox) = &self.outbox {
+            outbox.queue(rec, to, now);
         }
-        Ok(ids.len())
     }
 
     /// Gives up the lease after a transient failure so the retry need not wait for it to expire.
@@ -1189,169 +774,5 @@ enum Step {
 impl From<HandleError> for Step {
     fn from(e: HandleError) -> Self {
         Step::Failed(e)
-    }
-}
-
-enum Provisioned {
-    Ready {
-        password: TemporaryPassword,
-        sub: Option<String>,
-    },
-    /// The user exists and the invite may not use it; the reason code says why.
-    Unusable(String),
-}
-
-struct Finish {
-    to: InviteStatus,
-    reason: Option<String>,
-    invitation_sent: bool,
-    reminder_sent: bool,
-    sub: Option<String>,
-}
-
-impl Finish {
-    /// The invite ends `failed` with `reason`, nothing sent.
-    fn failed(reason: String) -> Self {
-        Finish {
-            to: InviteStatus::Failed,
-            reason: Some(reason),
-            invitation_sent: false,
-            reminder_sent: false,
-            sub: None,
-        }
-    }
-}
-
-/// Whether a guarded Cognito operation failed in a way that may leave the user disabled.
-fn held(e: &HandleError) -> bool {
-    matches!(e, HandleError::Transient(d) if left_on_hold(d))
-}
-
-fn rejection(e: &HandleError) -> Option<String> {
-    match e {
-        HandleError::Rejected { code, .. } => Some(code.clone()),
-        _ => None,
-    }
-}
-
-/// Whether an event is older than the newest one already applied (out-of-order delivery).
-/// Acceptance is a fact read from Cognito, never stale.
-fn is_stale(
-    current: Option<&Invite>,
-    trigger: &Trigger,
-    occurred_at: Option<OffsetDateTime>,
-) -> bool {
-    let (Some(rec), Some(at)) = (current, occurred_at) else {
-        return false;
-    };
-    matches!(
-        trigger,
-        Trigger::Requested | Trigger::Resend | Trigger::Revoke | Trigger::Replayed
-    ) && rec.last_occurred_at.is_some_and(|last| at < last)
-}
-
-/// Whether `req` is an operator's replay (`dlq replay`) of a request or resend that the invite has
-/// already seen: then it is decided as [`Trigger::Replayed`], which re-opens only a `failed`
-/// invite. A forged replay attribute can do no more than a new event id could (a new request
-/// re-opens a `failed` invite too); revokes and acceptances are never turned into replays.
-fn is_replay_of_seen(current: Option<&Invite>, trigger: &Trigger, req: &Request<'_>) -> bool {
-    match (current, req.event_id, req.replay) {
-        (Some(rec), Some(event_id), Some(_)) => {
-            matches!(trigger, Trigger::Requested | Trigger::Resend) && rec.has_seen(event_id)
-        }
-        _ => false,
-    }
-}
-
-/// Whether an internal trigger no longer applies to the record as it is now (it changed since the
-/// caller looked): an invite whose expiry was extended by a resend is not expired, and an invite
-/// already reminded in this generation is not reminded again. Checked on the freshly loaded
-/// record, inside the conditional-write loop, so two cleanups cannot both act on stale reads.
-fn moot(current: Option<&Invite>, trigger: &Trigger, now: OffsetDateTime) -> Option<&'static str> {
-    let rec = current?;
-    match trigger {
-        Trigger::ExpiryReached if rec.status.is_open() && rec.expires_at > now => {
-            Some("not_expired")
-        }
-        Trigger::ReminderDue
-            if rec.status == InviteStatus::Sent
-                && rec.reminded_generation == Some(rec.generation) =>
-        {
-            Some("already_reminded")
-        }
-        _ => None,
-    }
-}
-
-fn stamp(rec: &mut Invite, occurred_at: Option<OffsetDateTime>) {
-    if let Some(at) = occurred_at {
-        rec.last_occurred_at = Some(rec.last_occurred_at.map_or(at, |last| last.max(at)));
-    }
-}
-
-/// The outbound lifecycle event for a transition (contract in docs/lifecycle-events.md). Its id
-/// is derived from the invite and the record version, so a re-publication carries the same id.
-pub fn lifecycle_event(rec: &Invite, to: InviteStatus, now: OffsetDateTime) -> PendingPublication {
-    let event_type = format!("invite.{}", to.as_str());
-    let name = format!("{}/{}/{}", rec.invite_id, rec.version, event_type);
-    let event_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string();
-    let rfc = |t: OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    };
-    let body = serde_json::json!({
-        "version": 1,
-        "type": event_type,
-        "id": event_id,
-        "occurred_at": rfc(now),
-        "data": {
-            "invite_id": rec.invite_id.to_string(),
-            "email": rec.email.as_str(),
-            "user_pool_id": rec.user_pool_id,
-            "status": to.as_str(),
-            "reason": rec.reason,
-            "generation": rec.generation,
-            "send_count": rec.send_count,
-            "expires_at": rfc(rec.expires_at),
-            "sent_at": rec.sent_at.and_then(rfc),
-            "accepted_at": rec.accepted_at.and_then(rfc),
-            "external_id": rec.details.external_id,
-            "source": rec.details.source,
-            "user_sub": rec.user_sub,
-        }
-    });
-    PendingPublication {
-        event_id,
-        event_type,
-        body,
-    }
-}
-
-fn days(n: u32) -> time::Duration {
-    time::Duration::days(i64::from(n))
-}
-
-fn bump(rec: &mut Invite, now: OffsetDateTime) {
-    rec.version += 1;
-    rec.updated_at = now;
-}
-
-fn history(
-    now: OffsetDateTime,
-    from: Option<InviteStatus>,
-    to: InviteStatus,
-    req: &Request<'_>,
-    reason: Option<String>,
-    generation: u32,
-) -> HistoryEntry {
-    HistoryEntry {
-        at: now,
-        from,
-        to,
-        event_id: req.event_id.map(str::to_string),
-        event_type: req.event_type.to_string(),
-        reason,
-        generation,
-        replay: req.replay.cloned(),
     }
 }

@@ -1,11 +1,14 @@
 //! Application services: what happens to each event.
 
 pub mod compose;
+mod effects;
+pub mod handle_error;
 pub mod handler;
 #[cfg(test)]
 mod handler_tests;
 #[cfg(test)]
 mod lifecycle_tests;
+pub mod outbox;
 #[cfg(test)]
 mod race_tests;
 #[cfg(test)]

@@ -69,6 +69,26 @@ pub enum InviteRef {
     Id(InviteId),
 }
 
+impl InviteRef {
+    /// The person's address, when the reference names one (not for a bare invite id).
+    pub fn email(&self) -> Option<&EmailAddress> {
+        match self {
+            InviteRef::Email(e) => Some(e),
+            InviteRef::Id(_) => None,
+        }
+    }
+}
+
+/// The normalised email, or the invite id.
+impl fmt::Display for InviteRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InviteRef::Email(e) => f.write_str(e.as_str()),
+            InviteRef::Id(id) => id.fmt(f),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct InviteRequest {
     pub email: EmailAddress,
@@ -100,6 +120,18 @@ impl EventBody {
             EventBody::InviteResend { .. } => "invite.resend",
             EventBody::InviteRevoke { .. } => "invite.revoke",
             EventBody::RegistrationCompleted { .. } => "registration.completed",
+        }
+    }
+
+    /// Which person (invite) the event is about: the email it names, or the invite id a resend
+    /// or revoke may name instead.
+    pub fn target(&self) -> InviteRef {
+        match self {
+            EventBody::InviteRequested(req) => InviteRef::Email(req.email.clone()),
+            EventBody::InviteResend { target, .. } | EventBody::InviteRevoke { target, .. } => {
+                target.clone()
+            }
+            EventBody::RegistrationCompleted { email, .. } => InviteRef::Email(email.clone()),
         }
     }
 }

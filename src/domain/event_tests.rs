@@ -171,3 +171,31 @@ fn a_redirect_url_must_be_https() {
     let body = requested(json!({"email": "a@b.co", "redirect_url": "https://app.example.com/"}));
     assert!(decode(&body).is_ok());
 }
+
+#[test]
+fn every_event_names_the_invite_it_is_about() {
+    let id = "6f1c2a7e-8a8d-4c41-9e57-1d3b5f0a9c21";
+    let cases = [
+        (requested(json!({"email": "Jane@Example.com"})), "jane@example.com", true),
+        (
+            json!({"version": 1, "type": "invite.resend", "id": "e", "data": {"email": "a@example.com"}}).to_string(),
+            "a@example.com",
+            true,
+        ),
+        (
+            json!({"version": 1, "type": "invite.revoke", "id": "e", "data": {"invite_id": id}}).to_string(),
+            id,
+            false,
+        ),
+        (
+            json!({"version": 1, "type": "registration.completed", "id": "e", "data": {"email": "b@example.com"}}).to_string(),
+            "b@example.com",
+            true,
+        ),
+    ];
+    for (body, named, has_email) in cases {
+        let target = decode(&body).unwrap().body.target();
+        assert_eq!(target.to_string(), named, "{body}");
+        assert_eq!(target.email().is_some(), has_email, "{body}");
+    }
+}

@@ -7,6 +7,9 @@ mod event_tests;
 pub mod invite;
 pub mod password;
 pub mod pool;
+pub mod record;
+#[cfg(test)]
+mod record_tests;
 pub mod redirect;
 pub mod standing;
 pub mod state;

@@ -13,7 +13,7 @@ use crate::app::handler::InviteService;
 use crate::domain::state::Trigger;
 use crate::domain::{Invite, InviteStatus};
 use crate::ports::{InviteStore, StoreError, UserStanding};
-use crate::worker::ratelimit::TokenBucket;
+use crate::ratelimit::TokenBucket;
 
 /// The history's `event_type` for acceptances reconcile records.
 pub const EVENT_TYPE: &str = "reconcile";

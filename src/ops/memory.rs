@@ -1,56 +1,36 @@
-//! An in-memory [`OpsQueue`] for the unit tests: any number of queues by URL, visibility as a
-//! flag (a held message stays invisible until released or deleted), fresh receipt handles per
-//! receive, FIFO deduplication ids, and injectable failures.
+//! [`OpsQueue`] over the in-memory SQS fake ([`MemoryQueue`]) for the unit tests: any number of
+//! queues by URL, each the same fake the worker's tests use (visibility deadlines, fresh receipt
+//! handles per receive, FIFO deduplication ids, injectable failures). Receives do not long-poll
+//! here (`wait` is ignored), so a scan that ends on an empty queue ends at once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
 
+use crate::adapters::memory::queue::{MemoryQueue, QueueOp, StoredMessage};
 use crate::adapters::sqs::OutgoingMessage;
-use crate::error::{DownstreamError, ErrorKind, Service};
 use crate::ops::queue::OpsQueue;
-use crate::ports::{BatchFailure, QueueMessage};
+use crate::ports::queue_limits::MAX_BATCH;
+use crate::ports::{BatchFailure, Queue, QueueMessage};
 
 /// A message as the fake holds it.
-#[derive(Clone, Debug)]
-pub struct Stored {
-    pub message_id: String,
-    pub body: String,
-    pub attributes: BTreeMap<String, String>,
-    pub group_id: Option<String>,
-    pub dedup_id: Option<String>,
-    pub receive_count: u32,
-    pub visible: bool,
-    handle: Option<String>,
-}
+pub type Stored = StoredMessage;
 
+/// Faults injected on every queue, by call.
 #[derive(Default)]
-struct State {
-    queues: HashMap<String, Vec<Stored>>,
-    dedup_ids: HashMap<String, HashSet<String>>,
-    next: u64,
-    fail_send_entries: u32,
-    fail_send_entries_sender_fault: bool,
-    fail_send_calls: u32,
-    fail_delete_calls: u32,
+struct Faults {
+    send_entries: (u32, bool),
     send_calls: u32,
+    delete_calls: u32,
 }
 
 #[derive(Default)]
 pub struct MemoryOps {
-    state: Mutex<State>,
-}
-
-fn unavailable(operation: &'static str) -> DownstreamError {
-    DownstreamError::new(
-        Service::Sqs,
-        operation,
-        ErrorKind::Unavailable,
-        "injected failure",
-    )
+    queues: Mutex<HashMap<String, Arc<MemoryQueue>>>,
+    faults: Mutex<Faults>,
+    send_calls: Mutex<u32>,
 }
 
 impl MemoryOps {
@@ -58,11 +38,18 @@ impl MemoryOps {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The queue at `url` (created empty on first use).
+    pub fn queue(&self, url: &str) -> Arc<MemoryQueue> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(url.to_string())
+            .or_insert_with(|| Arc::new(MemoryQueue::standard()))
+            .clone()
     }
 
-    /// Puts a message on `url` directly (a dead letter, say); returns its message id.
+    /// Puts a message on `url` directly (a dead letter, say), sent five minutes ago; returns its
+    /// message id.
     pub fn put(&self, url: &str, body: &str, attributes: &[(&str, &str)]) -> String {
         self.put_in_group(url, body, attributes, None)
     }
@@ -74,28 +61,18 @@ impl MemoryOps {
         attributes: &[(&str, &str)],
         group_id: Option<&str>,
     ) -> String {
-        let mut s = self.lock();
-        s.next += 1;
-        let message_id = format!("msg-{}", s.next);
-        s.queues.entry(url.to_string()).or_default().push(Stored {
-            message_id: message_id.clone(),
-            body: body.to_string(),
-            attributes: attributes
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            group_id: group_id.map(str::to_string),
-            dedup_id: None,
-            receive_count: 0,
-            visible: true,
-            handle: None,
-        });
-        message_id
+        let attributes: BTreeMap<String, String> = attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let sent_at = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+        self.queue(url)
+            .put(body, attributes, group_id.map(str::to_string), sent_at)
     }
 
     /// Everything on `url`, in send order.
     pub fn messages(&self, url: &str) -> Vec<Stored> {
-        self.lock().queues.get(url).cloned().unwrap_or_default()
+        self.queue(url).messages()
     }
 
     pub fn bodies(&self, url: &str) -> Vec<String> {
@@ -103,37 +80,48 @@ impl MemoryOps {
     }
 
     pub fn visible_len(&self, url: &str) -> usize {
-        self.messages(url).iter().filter(|m| m.visible).count()
+        self.queue(url).visible_len()
     }
 
-    /// The next `entries` entries sent fail (retryable unless `sender_fault`).
+    /// The next `entries` entries sent (to any queue) fail (retryable unless `sender_fault`).
     pub fn fail_send_entries(&self, entries: u32, sender_fault: bool) {
-        let mut s = self.lock();
-        s.fail_send_entries = entries;
-        s.fail_send_entries_sender_fault = sender_fault;
+        self.faults().send_entries = (entries, sender_fault);
     }
 
     /// The next `calls` send calls fail as a whole, transiently.
     pub fn fail_send_calls(&self, calls: u32) {
-        self.lock().fail_send_calls = calls;
+        self.faults().send_calls = calls;
     }
 
     /// The next `calls` delete calls fail as a whole, transiently.
     pub fn fail_delete_calls(&self, calls: u32) {
-        self.lock().fail_delete_calls = calls;
+        self.faults().delete_calls = calls;
     }
 
     pub fn send_calls(&self) -> u32 {
-        self.lock().send_calls
+        *self.send_calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes every message on `url` visible, as an expired visibility timeout would.
     pub fn expire_holds(&self, url: &str) {
-        if let Some(q) = self.lock().queues.get_mut(url) {
-            for m in q {
-                m.visible = true;
-            }
+        self.queue(url).expire_holds();
+    }
+
+    /// Passes one of the call failures asked for `op` on to the queue the call goes to.
+    fn inject_call_fault(&self, queue: &MemoryQueue, op: QueueOp) {
+        let mut faults = self.faults();
+        let left = match op {
+            QueueOp::SendBatch => &mut faults.send_calls,
+            _ => &mut faults.delete_calls,
+        };
+        if *left > 0 {
+            *left -= 1;
+            queue.fail_next(op, 1);
         }
+    }
+
+    fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -145,84 +133,37 @@ impl OpsQueue for MemoryOps {
         max: u8,
         _wait: Duration,
         hold: Duration,
-    ) -> Result<Vec<QueueMessage>, DownstreamError> {
-        let mut s = self.lock();
-        let mut handles = Vec::new();
-        for _ in 0..max {
-            s.next += 1;
-            handles.push(format!("rh-{}", s.next));
-        }
-        let Some(q) = s.queues.get_mut(queue_url) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for m in q.iter_mut().filter(|m| m.visible).take(max as usize) {
-            m.receive_count += 1;
-            m.visible = hold.is_zero();
-            let handle = handles.pop().unwrap_or_default();
-            m.handle = Some(handle.clone());
-            out.push(QueueMessage {
-                message_id: m.message_id.clone(),
-                receipt_handle: handle,
-                body: m.body.clone(),
-                receive_count: m.receive_count,
-                group_id: m.group_id.clone(),
-                sent_at: Some(OffsetDateTime::now_utc() - time::Duration::minutes(5)),
-                attributes: m.attributes.clone(),
-            });
-        }
-        Ok(out)
+    ) -> Result<Vec<QueueMessage>, crate::error::DownstreamError> {
+        self.queue(queue_url)
+            .receive_holding(max, Duration::ZERO, Some(hold))
+            .await
     }
 
     async fn send(
         &self,
         queue_url: &str,
         entries: Vec<OutgoingMessage>,
-    ) -> Result<Vec<BatchFailure>, DownstreamError> {
-        let mut s = self.lock();
-        s.send_calls += 1;
-        if s.fail_send_calls > 0 {
-            s.fail_send_calls -= 1;
-            return Err(unavailable("SendMessageBatch"));
-        }
+    ) -> Result<Vec<BatchFailure>, crate::error::DownstreamError> {
+        *self.send_calls.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let queue = self.queue(queue_url);
+        self.inject_call_fault(&queue, QueueOp::SendBatch);
+        let (entries_left, sender_fault) = self.faults().send_entries;
+        queue.fail_next_send_entries(entries_left, sender_fault);
         let mut failures = Vec::new();
-        for (index, e) in entries.into_iter().enumerate() {
-            if s.fail_send_entries > 0 {
-                s.fail_send_entries -= 1;
-                let sender_fault = s.fail_send_entries_sender_fault;
-                failures.push(BatchFailure {
-                    index,
-                    code: if sender_fault {
-                        "InvalidParameterValue".into()
-                    } else {
-                        "InternalError".into()
-                    },
-                    message: "injected".into(),
-                    sender_fault,
-                });
-                continue;
+        let mut offset = 0;
+        let mut entries = entries;
+        while !entries.is_empty() {
+            let rest = entries.split_off(entries.len().min(MAX_BATCH));
+            let n = entries.len();
+            let result = queue.send_batch(entries).await;
+            // What the engine did not use of the injected entry failures stays for the next call.
+            self.faults().send_entries.0 = queue.failing_send_entries();
+            for mut f in result? {
+                f.index += offset;
+                failures.push(f);
             }
-            if let Some(d) = &e.dedup_id {
-                let seen = s.dedup_ids.entry(queue_url.to_string()).or_default();
-                if !seen.insert(d.clone()) {
-                    continue;
-                }
-            }
-            s.next += 1;
-            let message_id = format!("msg-{}", s.next);
-            s.queues
-                .entry(queue_url.to_string())
-                .or_default()
-                .push(Stored {
-                    message_id,
-                    body: e.body,
-                    attributes: e.attributes,
-                    group_id: e.group_id,
-                    dedup_id: e.dedup_id,
-                    receive_count: 0,
-                    visible: true,
-                    handle: None,
-                });
+            offset += n;
+            entries = rest;
         }
         Ok(failures)
     }
@@ -231,25 +172,14 @@ impl OpsQueue for MemoryOps {
         &self,
         queue_url: &str,
         receipt_handles: &[String],
-    ) -> Result<Vec<BatchFailure>, DownstreamError> {
-        let mut s = self.lock();
-        if s.fail_delete_calls > 0 {
-            s.fail_delete_calls -= 1;
-            return Err(unavailable("DeleteMessageBatch"));
-        }
-        let q = s.queues.entry(queue_url.to_string()).or_default();
+    ) -> Result<Vec<BatchFailure>, crate::error::DownstreamError> {
+        let queue = self.queue(queue_url);
+        self.inject_call_fault(&queue, QueueOp::DeleteBatch);
         let mut failures = Vec::new();
-        for (index, handle) in receipt_handles.iter().enumerate() {
-            match q.iter().position(|m| m.handle.as_ref() == Some(handle)) {
-                Some(pos) => {
-                    q.remove(pos);
-                }
-                None => failures.push(BatchFailure {
-                    index,
-                    code: "ReceiptHandleIsInvalid".into(),
-                    message: "unknown receipt handle".into(),
-                    sender_fault: true,
-                }),
+        for (chunk_no, chunk) in receipt_handles.chunks(MAX_BATCH).enumerate() {
+            for mut f in queue.delete_batch(chunk).await? {
+                f.index += chunk_no * MAX_BATCH;
+                failures.push(f);
             }
         }
         Ok(failures)
@@ -260,24 +190,9 @@ impl OpsQueue for MemoryOps {
         queue_url: &str,
         receipt_handle: &str,
         timeout: Duration,
-    ) -> Result<(), DownstreamError> {
-        let mut s = self.lock();
-        let m = s
-            .queues
-            .get_mut(queue_url)
-            .and_then(|q| {
-                q.iter_mut()
-                    .find(|m| m.handle.as_deref() == Some(receipt_handle))
-            })
-            .ok_or_else(|| {
-                DownstreamError::new(
-                    Service::Sqs,
-                    "ChangeMessageVisibility",
-                    ErrorKind::Rejected("receipt_handle_invalid".into()),
-                    "unknown receipt handle",
-                )
-            })?;
-        m.visible = timeout.is_zero();
-        Ok(())
+    ) -> Result<(), crate::error::DownstreamError> {
+        self.queue(queue_url)
+            .change_visibility(receipt_handle, timeout)
+            .await
     }
 }

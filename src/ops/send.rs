@@ -8,8 +8,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use crate::adapters::sqs::{OutgoingMessage, MAX_BATCH};
 use crate::ops::queue::OpsQueue;
 
-/// Largest `SendMessageBatch` payload SQS accepts (all bodies and attributes together).
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+pub use crate::ports::queue_limits::MAX_BATCH_BYTES;
 
 /// The retries for entries that failed transiently: four more tries over about ten seconds.
 pub fn default_backoff() -> ExponentialBuilder {

@@ -18,7 +18,7 @@ use super::stats::WorkerStats;
 use crate::ports::{BatchFailure, Queue};
 
 /// SQS's limit on entries per `DeleteMessageBatch`.
-pub(crate) const BATCH_SIZE: usize = 10;
+pub(crate) use crate::ports::queue_limits::MAX_BATCH as BATCH_SIZE;
 /// How long a partial batch waits for company.
 pub(crate) const LINGER: Duration = Duration::from_millis(50);
 

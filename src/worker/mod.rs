@@ -10,14 +10,12 @@ use crate::ports::QueueMessage;
 
 pub mod backoff;
 mod deleter;
-pub mod fleet_budget;
-pub mod ratelimit;
 pub mod runner;
 pub mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use runner::{PauseHook, PollReport, RunSummary, Worker, WorkerOptions};
+pub use runner::{PauseHook, RunSummary, Worker, WorkerOptions};
 pub use stats::{StatsSnapshot, WorkerStats};
 
 /// The application's side of the contract: what to do with one message.

@@ -21,12 +21,12 @@ use super::stats::{StatsSnapshot, WorkerStats};
 use super::MessageHandler;
 use crate::config::Settings;
 use crate::error::Disposition;
-use crate::ports::{DeadLetter, Queue, QueueMessage};
+use crate::ports::{queue_limits, DeadLetter, Queue, QueueMessage};
 
 /// SQS's longest long poll.
-const MAX_WAIT: Duration = Duration::from_secs(20);
+const MAX_WAIT: Duration = Duration::from_secs(queue_limits::MAX_WAIT_SECONDS);
 /// SQS's most messages per receive.
-const MAX_MESSAGES: u8 = 10;
+const MAX_MESSAGES: u8 = queue_limits::MAX_BATCH as u8;
 /// The pause after an empty receive when long polling is off, so the loop does not spin.
 const SHORT_POLL_PAUSE: Duration = Duration::from_millis(100);
 /// With `until_idle`: the longest wait of one receive, so an empty queue is noticed within
@@ -158,9 +158,6 @@ pub struct RunSummary {
     pub handler_timeouts: u64,
 }
 
-/// What one [`Worker::poll_once`] did.
-pub type PollReport = RunSummary;
-
 impl fmt::Display for RunSummary {
     /// `6 messages received: 3 acked, 1 retried, 2 dead-lettered`, then one line per kind
     /// of trouble that happened (none when all went well).
@@ -265,7 +262,7 @@ impl Worker {
     /// Receives one batch (as many messages as there are free slots, up to `max_messages`,
     /// waiting for a slot if none is free), handles all of it, flushes the deletes and returns.
     /// The pause hook and `until_idle` do not apply. Not meant to run alongside [`Worker::run`].
-    pub async fn poll_once(&self) -> PollReport {
+    pub async fn poll_once(&self) -> RunSummary {
         let before = self.stats.snapshot();
         let deleter = DeleteBatcher::spawn(self.queue.clone(), self.stats.clone());
         let batch = Batch::new(self, deleter.sender());

@@ -1,8 +1,9 @@
 //! An in-memory SQS queue implementing [`Queue`]: visibility deadlines, receive counts, a fresh
 //! receipt handle per receive (stale handles fail like SQS's `ReceiptHandleIsInvalid`),
 //! long polling that returns as soon as a message becomes available, a dead-letter list, FIFO
-//! group ordering, and optional latency and fault injection. Time is `tokio::time`, so tests can
-//! pause it.
+//! group ordering and deduplication ids, batch sends, and optional latency and fault injection.
+//! Time is `tokio::time`, so tests can pause it. The operator tools' fake
+//! ([`crate::ops::memory::MemoryOps`]) is one of these per queue URL.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -12,13 +13,13 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
+use crate::adapters::sqs::OutgoingMessage;
 use crate::error::{DownstreamError, ErrorKind, Service};
+use crate::ports::queue_limits::{MAX_BATCH, MAX_VISIBILITY_SECONDS};
 use crate::ports::{BatchFailure, DeadLetter, Queue, QueueMessage};
 
-/// SQS's limit on entries per batch call.
-const MAX_BATCH: usize = 10;
 /// SQS's limit on a visibility timeout.
-const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+const MAX_VISIBILITY: Duration = Duration::from_secs(MAX_VISIBILITY_SECONDS);
 
 /// The operations faults can be injected into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +28,7 @@ pub enum QueueOp {
     DeleteBatch,
     ChangeVisibility,
     DeadLetter,
+    SendBatch,
 }
 
 impl QueueOp {
@@ -36,6 +38,7 @@ impl QueueOp {
             QueueOp::DeleteBatch => "DeleteMessageBatch",
             QueueOp::ChangeVisibility => "ChangeMessageVisibility",
             QueueOp::DeadLetter => "SendMessage",
+            QueueOp::SendBatch => "SendMessageBatch",
         }
     }
 }
@@ -45,6 +48,7 @@ struct Stored {
     message_id: String,
     body: String,
     group_id: Option<String>,
+    dedup_id: Option<String>,
     attributes: BTreeMap<String, String>,
     sent_at: OffsetDateTime,
     receive_count: u32,
@@ -60,15 +64,54 @@ struct State {
     /// Current receipt handle -> sequence.
     receipts: HashMap<String, u64>,
     next_seq: u64,
+    /// FIFO deduplication ids seen (a second send with one is dropped, as SQS does).
+    dedup_ids: HashSet<String>,
     dead_letters: Vec<(QueueMessage, DeadLetter)>,
     deleted: u64,
     faults: HashMap<QueueOp, u32>,
     /// Every call fails as if the queue did not exist (a setup error, not an outage).
     missing: bool,
     failing_delete_entries: u32,
+    /// The next entries sent that fail, and whether as the sender's fault.
+    failing_send_entries: (u32, bool),
+    send_calls: u32,
     receive_requests: Vec<u8>,
     delete_batch_sizes: Vec<usize>,
     visibility_changes: u64,
+}
+
+impl State {
+    fn store(&mut self, message_id: String, message: OutgoingMessage, sent_at: OffsetDateTime) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.messages.insert(
+            seq,
+            Stored {
+                message_id,
+                body: message.body,
+                group_id: message.group_id,
+                dedup_id: message.dedup_id,
+                attributes: message.attributes,
+                sent_at,
+                receive_count: 0,
+                visible_at: Instant::now(),
+                receipt_handle: None,
+            },
+        );
+    }
+}
+
+/// A message on a [`MemoryQueue`], as a test sees it.
+#[derive(Clone, Debug)]
+pub struct StoredMessage {
+    pub message_id: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub receive_count: u32,
+    /// Whether a receive could return it now (FIFO group locks aside).
+    pub visible: bool,
 }
 
 /// An in-memory stand-in for an SQS queue (standard or FIFO).
@@ -220,27 +263,159 @@ impl MemoryQueue {
     }
 
     fn send(&self, body: String, group_id: Option<String>) -> String {
+        self.put(body, BTreeMap::new(), group_id, OffsetDateTime::now_utc())
+    }
+
+    /// Puts a message with `attributes`, sent at `sent_at`, on the queue directly (a dead letter a
+    /// test sets up, say); returns its id.
+    pub fn put(
+        &self,
+        body: impl Into<String>,
+        attributes: BTreeMap<String, String>,
+        group_id: Option<String>,
+        sent_at: OffsetDateTime,
+    ) -> String {
+        let message = OutgoingMessage {
+            id: String::new(),
+            body: body.into(),
+            attributes,
+            group_id,
+            dedup_id: None,
+        };
         let message_id = uuid::Uuid::new_v4().to_string();
-        {
-            let mut state = self.lock();
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            state.messages.insert(
-                seq,
-                Stored {
-                    message_id: message_id.clone(),
-                    body,
-                    group_id,
-                    attributes: BTreeMap::new(),
-                    sent_at: OffsetDateTime::now_utc(),
-                    receive_count: 0,
-                    visible_at: Instant::now(),
-                    receipt_handle: None,
-                },
-            );
-        }
+        self.lock().store(message_id.clone(), message, sent_at);
         self.arrivals.notify_waiters();
         message_id
+    }
+
+    /// `SendMessageBatch`: up to ten entries; returns the entries that failed (injected), by
+    /// index. An entry whose deduplication id was seen before is accepted and dropped.
+    pub async fn send_batch(
+        &self,
+        entries: Vec<OutgoingMessage>,
+    ) -> Result<Vec<BatchFailure>, DownstreamError> {
+        self.lock().send_calls += 1;
+        self.enter(QueueOp::SendBatch).await?;
+        if entries.is_empty() || entries.len() > MAX_BATCH {
+            return Err(rejected(
+                QueueOp::SendBatch,
+                "too_many_entries_in_batch_request",
+                "1 to 10 entries",
+            ));
+        }
+        let mut failures = Vec::new();
+        {
+            let mut state = self.lock();
+            for (index, entry) in entries.into_iter().enumerate() {
+                let (failing, sender_fault) = state.failing_send_entries;
+                if failing > 0 {
+                    state.failing_send_entries.0 -= 1;
+                    failures.push(BatchFailure {
+                        index,
+                        code: if sender_fault {
+                            "InvalidParameterValue".into()
+                        } else {
+                            "InternalError".into()
+                        },
+                        message: "injected".into(),
+                        sender_fault,
+                    });
+                    continue;
+                }
+                if let Some(dedup) = &entry.dedup_id {
+                    if !state.dedup_ids.insert(dedup.clone()) {
+                        continue;
+                    }
+                }
+                state.store(
+                    uuid::Uuid::new_v4().to_string(),
+                    entry,
+                    OffsetDateTime::now_utc(),
+                );
+            }
+        }
+        self.arrivals.notify_waiters();
+        Ok(failures)
+    }
+
+    /// Makes the next `entries` entries sent fail (retryable unless `sender_fault`).
+    pub fn fail_next_send_entries(&self, entries: u32, sender_fault: bool) {
+        self.lock().failing_send_entries = (entries, sender_fault);
+    }
+
+    /// How many injected entry failures are still to come.
+    pub fn failing_send_entries(&self) -> u32 {
+        self.lock().failing_send_entries.0
+    }
+
+    /// `send_batch` calls so far, failed ones included.
+    pub fn send_calls(&self) -> u32 {
+        self.lock().send_calls
+    }
+
+    /// Makes every message visible, as if every visibility timeout had run out.
+    pub fn expire_holds(&self) {
+        let now = Instant::now();
+        for m in self.lock().messages.values_mut() {
+            m.visible_at = m.visible_at.min(now);
+        }
+        self.arrivals.notify_waiters();
+    }
+
+    /// Every message on the queue, in send order, as a test sees it.
+    pub fn messages(&self) -> Vec<StoredMessage> {
+        let now = Instant::now();
+        self.lock()
+            .messages
+            .values()
+            .map(|m| StoredMessage {
+                message_id: m.message_id.clone(),
+                body: m.body.clone(),
+                attributes: m.attributes.clone(),
+                group_id: m.group_id.clone(),
+                dedup_id: m.dedup_id.clone(),
+                receive_count: m.receive_count,
+                visible: m.visible_at <= now,
+            })
+            .collect()
+    }
+
+    /// `ReceiveMessage` with an explicit visibility timeout for what it returns (`None`: the
+    /// queue's default), long-polling up to `wait`.
+    pub async fn receive_holding(
+        &self,
+        max: u8,
+        wait: Duration,
+        hold: Option<Duration>,
+    ) -> Result<Vec<QueueMessage>, DownstreamError> {
+        self.enter(QueueOp::Receive).await?;
+        self.lock().receive_requests.push(max);
+        if !(1..=MAX_BATCH).contains(&usize::from(max)) {
+            return Err(rejected(
+                QueueOp::Receive,
+                "invalid_parameter_value",
+                "MaxNumberOfMessages must be 1 to 10",
+            ));
+        }
+        let hold = hold.unwrap_or(self.visibility_timeout);
+        let deadline = Instant::now() + wait.min(Duration::from_secs(20));
+        loop {
+            // Register interest before looking, so an arrival in between is not missed.
+            let arrival = self.arrivals.notified();
+            tokio::pin!(arrival);
+            arrival.as_mut().enable();
+            match self.take(usize::from(max), hold) {
+                Ok(messages) => return Ok(messages),
+                Err(next_visible) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(Vec::new());
+                    }
+                    let until = next_visible.map_or(deadline, |at| at.min(deadline));
+                    let _ = tokio::time::timeout_at(until, arrival).await;
+                }
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -280,7 +455,7 @@ impl MemoryQueue {
 
     /// Takes up to `max` deliverable messages, marking them in flight. `None` when nothing is
     /// deliverable; then also when the next message becomes visible.
-    fn take(&self, max: usize) -> Result<Vec<QueueMessage>, Option<Instant>> {
+    fn take(&self, max: usize, hold: Duration) -> Result<Vec<QueueMessage>, Option<Instant>> {
         let now = Instant::now();
         let mut state = self.lock();
         let blocked: HashSet<String> = if self.fifo {
@@ -318,7 +493,7 @@ impl MemoryQueue {
             };
             let stale = m.receipt_handle.replace(handle.clone());
             m.receive_count += 1;
-            m.visible_at = now + self.visibility_timeout;
+            m.visible_at = now + hold;
             let message = QueueMessage {
                 message_id: m.message_id.clone(),
                 receipt_handle: handle.clone(),
@@ -350,33 +525,7 @@ fn rejected(op: QueueOp, code: &str, message: &str) -> DownstreamError {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError> {
-        self.enter(QueueOp::Receive).await?;
-        self.lock().receive_requests.push(max);
-        if !(1..=10).contains(&max) {
-            return Err(rejected(
-                QueueOp::Receive,
-                "invalid_parameter_value",
-                "MaxNumberOfMessages must be 1 to 10",
-            ));
-        }
-        let deadline = Instant::now() + wait.min(Duration::from_secs(20));
-        loop {
-            // Register interest before looking, so an arrival in between is not missed.
-            let arrival = self.arrivals.notified();
-            tokio::pin!(arrival);
-            arrival.as_mut().enable();
-            match self.take(usize::from(max)) {
-                Ok(messages) => return Ok(messages),
-                Err(next_visible) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Ok(Vec::new());
-                    }
-                    let until = next_visible.map_or(deadline, |at| at.min(deadline));
-                    let _ = tokio::time::timeout_at(until, arrival).await;
-                }
-            }
-        }
+        self.receive_holding(max, wait, None).await
     }
 
     async fn delete_batch(

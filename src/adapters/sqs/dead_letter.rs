@@ -7,12 +7,10 @@ use sha2::{Digest, Sha256};
 
 use crate::ports::{DeadLetter, QueueMessage};
 
-/// Most message attributes SQS accepts on one message.
-pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+pub use crate::ports::queue_limits::MAX_FIFO_ID_CHARS as MAX_DEDUP_ID_LEN;
+pub use crate::ports::queue_limits::MAX_MESSAGE_ATTRIBUTES;
 /// Longest `reason` attribute, in characters.
 pub const MAX_REASON_CHARS: usize = 1000;
-/// Longest FIFO `MessageDeduplicationId` SQS accepts.
-pub const MAX_DEDUP_ID_LEN: usize = 128;
 /// The message group of dead letters whose original had none (FIFO DLQ only).
 pub const DEFAULT_GROUP_ID: &str = "dead-letters";
 

@@ -9,6 +9,7 @@
 pub mod filter;
 pub mod lineage;
 pub mod list;
+pub mod purge;
 pub mod replay;
 pub mod scan;
 pub mod view;
@@ -16,9 +17,10 @@ pub mod view;
 pub use filter::{Filter, FilterError, Filters};
 pub use lineage::{replay_copy, ReplayCopy};
 pub use list::{list, ListOptions, Listing};
+pub use purge::{purge, PurgeOptions, PurgeSummary};
 pub use replay::{
-    delete_dead_letters, purge, replay, send_copies, DlqError, PurgeOptions, PurgeSummary,
-    ReplayEntry, ReplayOptions, ReplayOutcome, ReplaySummary,
+    delete_dead_letters, replay, send_copies, DlqError, ReplayEntry, ReplayOptions, ReplayOutcome,
+    ReplaySummary,
 };
 pub use scan::{Released, Scan, ScanOptions};
 pub use view::DeadLetterView;

@@ -1,7 +1,6 @@
-//! `dlq replay` and `dlq purge`.
-//!
-//! Replay moves matching dead letters back to the queue they came from. For each batch it sends
-//! the copies first and deletes the dead letters only after SQS accepted the copies: a crash in
+//! `dlq replay`: moves matching dead letters back to the configured queue (or `--to-queue`). For
+//! each batch it sends the copies first and deletes the dead letters only after SQS accepted the
+//! copies: a crash in
 //! between leaves the dead letter in place (it reappears when its hold ends) and, at worst, a
 //! second copy is sent by the next replay — an event the worker has already handled is a no-op
 //! (its id is in the invite's history), so the duplicate changes nothing downstream.
@@ -20,12 +19,13 @@ use crate::ops::dlq::scan::{Released, Scan, ScanOptions};
 use crate::ops::dlq::view::DeadLetterView;
 use crate::ops::queue::OpsQueue;
 use crate::ops::send::{default_backoff, send_all};
-use crate::worker::ratelimit::TokenBucket;
+use crate::ratelimit::TokenBucket;
 
 /// A refused or failed DLQ command.
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
-    /// The command refuses to run as asked (purge without its safety flag or a filter).
+    /// The command refuses to run as asked (a replay to the DLQ itself, a purge without its
+    /// safety flag or a filter).
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
@@ -323,90 +323,5 @@ pub async fn delete_dead_letters<Q: OpsQueue + ?Sized>(
     }
 }
 
-/// What to purge.
-#[derive(Clone, Debug)]
-pub struct PurgeOptions {
-    /// At least one is required.
-    pub filters: Filters,
-    pub max: Option<usize>,
-    /// `--yes-delete-dead-letters`.
-    pub confirmed: bool,
-    pub scan: ScanOptions,
-}
-
-/// The tally of a purge.
-#[derive(Clone, Debug, Default)]
-pub struct PurgeSummary {
-    pub examined: usize,
-    pub skipped: usize,
-    pub deleted: Vec<DeadLetterView>,
-    pub failed: Vec<(DeadLetterView, String)>,
-    pub released: Released,
-}
-
-/// Deletes the dead letters that match the filters, for good. Refuses without
-/// `options.confirmed` and at least one filter.
-pub async fn purge<Q: OpsQueue + ?Sized>(
-    queue: &Q,
-    dlq_url: &str,
-    options: &PurgeOptions,
-) -> Result<PurgeSummary, DlqError> {
-    if !options.confirmed {
-        return Err(DlqError::Refused(
-            "purge deletes dead letters for good; add --yes-delete-dead-letters to confirm".into(),
-        ));
-    }
-    if options.filters.is_empty() {
-        return Err(DlqError::Refused(
-            "purge needs at least one --filter (e.g. --filter reason=invalid_event); to empty the whole DLQ use SQS's PurgeQueue".into(),
-        ));
-    }
-    let mut scan = Scan::new(queue, dlq_url, options.scan);
-    let mut summary = PurgeSummary::default();
-    let result = purge_walk(queue, &mut scan, options, &mut summary).await;
-    summary.released = scan.release_all().await;
-    result.map(|()| summary).map_err(DlqError::from)
-}
-
-async fn purge_walk<Q: OpsQueue + ?Sized>(
-    queue: &Q,
-    scan: &mut Scan<'_, Q>,
-    options: &PurgeOptions,
-    summary: &mut PurgeSummary,
-) -> Result<(), DownstreamError> {
-    let max = options.max.unwrap_or(usize::MAX);
-    let done = |s: &PurgeSummary| s.deleted.len() + s.failed.len();
-    loop {
-        if done(summary) >= max {
-            return Ok(());
-        }
-        let batch = scan.next(max - done(summary)).await?;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let mut matched = Vec::new();
-        for m in batch {
-            summary.examined += 1;
-            let view = DeadLetterView::of(&m);
-            if !options.filters.matches(&view) {
-                summary.skipped += 1;
-            } else if done(summary) + matched.len() < max {
-                matched.push((view, m.receipt_handle));
-            }
-        }
-        let handles: Vec<String> = matched.iter().map(|(_, h)| h.clone()).collect();
-        let results = delete_dead_letters(queue, scan.url(), &handles).await;
-        for ((view, _), result) in matched.into_iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    scan.forget(&view.message_id);
-                    summary.deleted.push(view);
-                }
-                Err(e) => summary.failed.push((view, e)),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -8,7 +8,7 @@ use crate::adapters::sqs::{
     ATTR_ATTEMPTS, ATTR_ORIGINAL_MESSAGE_ID, ATTR_REASON, ATTR_REASON_CODE, ATTR_SOURCE_QUEUE,
 };
 use crate::domain::email::mask_email;
-use crate::domain::event::{decode, EventBody, InviteRef};
+use crate::domain::event::decode;
 use crate::ops::dlq::ATTR_REPLAY_COUNT;
 use crate::ports::QueueMessage;
 
@@ -54,7 +54,7 @@ impl DeadLetterView {
             Ok(event) => (
                 Some(event.body.type_name().to_string()),
                 Some(event.id.clone()),
-                email_of(&event.body),
+                event.body.target().email().map(|e| e.as_str().to_string()),
                 true,
             ),
             Err(_) => {
@@ -108,20 +108,6 @@ impl DeadLetterView {
             s if s < 86_400 => format!("{}h", s / 3600),
             s => format!("{}d", s / 86_400),
         }
-    }
-}
-
-/// The address an event is about, when it names one.
-fn email_of(body: &EventBody) -> Option<String> {
-    match body {
-        EventBody::InviteRequested(r) => Some(r.email.as_str().to_string()),
-        EventBody::InviteResend { target, .. } | EventBody::InviteRevoke { target, .. } => {
-            match target {
-                InviteRef::Email(e) => Some(e.as_str().to_string()),
-                InviteRef::Id(_) => None,
-            }
-        }
-        EventBody::RegistrationCompleted { email, .. } => Some(email.as_str().to_string()),
     }
 }
 

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::input::{InputError, Item, Origin};
+use super::item::{InputError, Item, Origin};
 
 /// What a column becomes.
 #[derive(Clone, Debug, PartialEq, Eq)]

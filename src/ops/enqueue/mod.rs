@@ -1,12 +1,13 @@
 //! `invite-worker enqueue`: invites in bulk. Every item is read ([`input`], [`csv_rows`]),
-//! checked with the worker's own decoder and given a deterministic event id ([`rows`]); only the
+//! checked with the worker's own decoder and given a deterministic event id ([`prepare`]); only the
 //! valid ones are sent, with `SendMessageBatch` and retries ([`crate::ops::send`]); each row's
 //! fate can be written to a results file ([`results`]).
 
 pub mod csv_rows;
 pub mod input;
+pub mod item;
+pub mod prepare;
 pub mod results;
-pub mod rows;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,29 +16,20 @@ use backon::ExponentialBuilder;
 
 use crate::adapters::sqs::dead_letter::fifo_id;
 use crate::adapters::sqs::OutgoingMessage;
-use crate::domain::event::{EventBody, InviteRef};
+use crate::domain::event::EventBody;
 use crate::ops::queue::OpsQueue;
 use crate::ops::send::send_all;
 
-pub use input::{parse, read_file, Format, InputError, Item, Origin, SingleInvite};
-pub use rows::{event_id_for, prepare, Prepared};
+pub use input::{parse, read_file, Format, SingleInvite};
+pub use item::{InputError, Item, Origin};
+pub use prepare::{event_id_for, prepare, Prepared};
 
 /// The FIFO message group for an event: the person's normalised email (or invite id), so that
 /// one person's events stay in order and different people's run in parallel; its SHA-256 in hex
 /// when that is longer than SQS's 128 characters ([`fifo_id`]). The one rule for `enqueue` and
 /// `dlq replay`, and for producers (docs/event-contract.md, "FIFO queues").
 pub fn group_id(body: &EventBody) -> String {
-    let key = match body {
-        EventBody::InviteRequested(r) => r.email.as_str().to_string(),
-        EventBody::InviteResend { target, .. } | EventBody::InviteRevoke { target, .. } => {
-            match target {
-                InviteRef::Email(e) => e.as_str().to_string(),
-                InviteRef::Id(id) => id.to_string(),
-            }
-        }
-        EventBody::RegistrationCompleted { email, .. } => email.as_str().to_string(),
-    };
-    fifo_id(&key)
+    fifo_id(&body.target().to_string())
 }
 
 /// How to enqueue.

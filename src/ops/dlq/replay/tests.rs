@@ -3,11 +3,11 @@ use crate::adapters::sqs::{ATTR_ORIGINAL_MESSAGE_ID, ATTR_REASON_CODE, ATTR_SOUR
 use crate::ops::dlq::{ATTR_REPLAYED_AT, ATTR_REPLAY_COUNT};
 use crate::ops::memory::MemoryOps;
 
-const DLQ: &str = "https://sqs.example/1/invites-dlq";
+pub(crate) const DLQ: &str = "https://sqs.example/1/invites-dlq";
 const SOURCE: &str = "https://sqs.example/1/invites";
 const OTHER: &str = "https://sqs.example/1/other";
 
-fn invite(id: &str, email: &str) -> String {
+pub(crate) fn invite(id: &str, email: &str) -> String {
     format!(r#"{{"version":1,"type":"invite.requested","id":"{id}","data":{{"email":"{email}"}}}}"#)
 }
 
@@ -16,7 +16,7 @@ fn revoke(id: &str, email: &str) -> String {
 }
 
 /// A dead letter as the worker writes it.
-fn dead_letter(q: &MemoryOps, body: &str, code: &str) -> String {
+pub(crate) fn dead_letter(q: &MemoryOps, body: &str, code: &str) -> String {
     q.put(
         DLQ,
         body,
@@ -317,49 +317,4 @@ fn the_hold_outlasts_a_batch_at_the_rate() {
         ReplayOptions::scan_for_rate(Some(0.1)).hold,
         Duration::from_secs(500)
     );
-}
-
-#[tokio::test]
-async fn purge_refuses_without_the_flag_or_a_filter() {
-    let q = MemoryOps::new();
-    dead_letter(&q, &invite("e-1", "a@example.com"), "invalid_event");
-    let unconfirmed = PurgeOptions {
-        filters: Filters::parse(&["reason=invalid_event"]).unwrap(),
-        max: None,
-        confirmed: false,
-        scan: ScanOptions::default(),
-    };
-    let e = purge(&q, DLQ, &unconfirmed).await.unwrap_err();
-    assert!(e.to_string().contains("--yes-delete-dead-letters"), "{e}");
-    let unfiltered = PurgeOptions {
-        filters: Filters::default(),
-        confirmed: true,
-        ..unconfirmed
-    };
-    let e = purge(&q, DLQ, &unfiltered).await.unwrap_err();
-    assert!(e.to_string().contains("at least one --filter"), "{e}");
-    assert_eq!(q.messages(DLQ).len(), 1);
-}
-
-#[tokio::test]
-async fn purge_deletes_only_what_matches() {
-    let q = MemoryOps::new();
-    dead_letter(&q, &invite("e-1", "a@example.com"), "invalid_event");
-    dead_letter(&q, &invite("e-2", "b@example.com"), "user_pool_not_found");
-    dead_letter(&q, "garbage", "invalid_event");
-    let s = purge(
-        &q,
-        DLQ,
-        &PurgeOptions {
-            filters: Filters::parse(&["reason=invalid_event"]).unwrap(),
-            max: None,
-            confirmed: true,
-            scan: ScanOptions::default(),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!((s.deleted.len(), s.skipped, s.failed.len()), (2, 1, 0));
-    assert_eq!(q.bodies(DLQ), [invite("e-2", "b@example.com")]);
-    assert_eq!(q.visible_len(DLQ), 1);
 }

@@ -5,8 +5,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::group_id;
-use super::input::{Item, Origin};
-use crate::domain::event::{decode, EventBody, InviteRef};
+use super::item::{Item, Origin};
+use crate::domain::event::decode;
 
 /// Prefix of the event ids `enqueue` derives from row content.
 pub const BULK_ID_PREFIX: &str = "bulk-";
@@ -104,19 +104,6 @@ fn raw_email(value: Option<&Value>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn email_of(body: &EventBody) -> Option<String> {
-    match body {
-        EventBody::InviteRequested(r) => Some(r.email.as_str().to_string()),
-        EventBody::InviteResend { target, .. } | EventBody::InviteRevoke { target, .. } => {
-            match target {
-                InviteRef::Email(e) => Some(e.as_str().to_string()),
-                InviteRef::Id(_) => None,
-            }
-        }
-        EventBody::RegistrationCompleted { email, .. } => Some(email.as_str().to_string()),
-    }
-}
-
 /// Checks an item and builds its message.
 pub fn prepare(item: Item, salt: Option<&str>) -> Prepared {
     match item {
@@ -170,7 +157,7 @@ fn checked(
     match decode(&body) {
         Ok(event) => Prepared {
             origin,
-            email: email_of(&event.body),
+            email: event.body.target().email().map(|e| e.as_str().to_string()),
             event_type: Some(event.body.type_name()),
             group_id: group_id(&event.body),
             dedup_id: event.id.clone(),
