@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityOutput;
 use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput;
