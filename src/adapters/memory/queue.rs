@@ -720,6 +720,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn any_number_of_messages_go_in_batches_of_ten_with_failures_by_overall_index() {
+        let q = MemoryQueue::standard();
+        let entries: Vec<OutgoingMessage> = (0..12)
+            .map(|i| OutgoingMessage {
+                id: i.to_string(),
+                body: format!("m{i}"),
+                ..Default::default()
+            })
+            .collect();
+        assert!(q.send_messages(entries).await.unwrap().is_empty());
+        assert_eq!((q.send_calls(), q.len()), (2, 12));
+
+        let hold = Duration::from_secs(60);
+        let mut held = handles(&q.receive_and_hold(10, NO_WAIT, hold).await.unwrap());
+        held.extend(handles(
+            &q.receive_and_hold(10, NO_WAIT, hold).await.unwrap(),
+        ));
+        assert_eq!((held.len(), q.visible_len()), (12, 0));
+        held[11] = "stale".into();
+        let failures = q.delete_messages(&held).await.unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].index, 11);
+        assert_eq!(q.delete_batch_sizes(), vec![10, 2]);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn receive_respects_max_and_send_order() {
         let q = MemoryQueue::standard();
         let ids: Vec<_> = (0..5).map(|i| q.push(format!("m{i}"))).collect();
