@@ -47,7 +47,7 @@ use invite_worker::error::DownstreamError;
 use invite_worker::mail::Templates;
 use invite_worker::ports::{
     BatchFailure, CreateOutcome, DeadLetter, Directory, InviteStore, Mailer, NewUser, OutgoingMail,
-    Page, Queue, QueueMessage, StoreError, SystemClock, UserInfo,
+    OutgoingMessage, Page, Queue, QueueMessage, StoreError, SystemClock, UserInfo,
 };
 use invite_worker::worker::{Worker, WorkerOptions};
 
@@ -473,6 +473,31 @@ impl Queue for TimedQueue {
             Ok(messages)
         };
         in_fake(Keeps::Nothing, received, || {}).await
+    }
+
+    async fn receive_and_hold(
+        &self,
+        max: u8,
+        wait: Duration,
+        hold: Duration,
+    ) -> Result<Vec<QueueMessage>, DownstreamError> {
+        let call = self.inner.receive_and_hold(max, wait, hold);
+        in_fake(Keeps::Nothing, call, || {}).await
+    }
+
+    async fn send_messages(
+        &self,
+        entries: Vec<OutgoingMessage>,
+    ) -> Result<Vec<BatchFailure>, DownstreamError> {
+        in_fake(Keeps::Nothing, self.inner.send_messages(entries), || {}).await
+    }
+
+    async fn delete_messages(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<BatchFailure>, DownstreamError> {
+        let call = self.inner.delete_messages(receipt_handles);
+        in_fake(Keeps::Nothing, call, || {}).await
     }
 
     async fn delete_batch(

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -255,9 +256,45 @@ pub mod queue_limits {
     pub const MAX_WAIT_SECONDS: u64 = 20;
 }
 
+/// A message to send with [`Queue::send_messages`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// The caller's own reference for this entry (an event id, a line number). It is not sent:
+    /// entries travel with their position as the batch entry id, and failures come back by
+    /// index, so `entries[failure.index].id` names the one that failed.
+    pub id: String,
+    pub body: String,
+    /// `MessageGroupId`, required on FIFO queues.
+    pub group_id: Option<String>,
+    /// `MessageDeduplicationId`, for FIFO queues without content-based deduplication.
+    pub dedup_id: Option<String>,
+    /// String message attributes (at most 10).
+    pub attributes: BTreeMap<String, String>,
+}
+
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError>;
+    /// Receives up to `max` (1 to 10) messages, long-polling up to `wait`, and keeps them
+    /// invisible to other consumers for `hold` instead of the queue's visibility timeout.
+    async fn receive_and_hold(
+        &self,
+        max: u8,
+        wait: Duration,
+        hold: Duration,
+    ) -> Result<Vec<QueueMessage>, DownstreamError>;
+    /// Sends messages (any number; batched by the implementation); returns the entries that
+    /// failed, by index into `entries`.
+    async fn send_messages(
+        &self,
+        entries: Vec<OutgoingMessage>,
+    ) -> Result<Vec<BatchFailure>, DownstreamError>;
+    /// Deletes messages (any number; batched by the implementation); returns the entries that
+    /// failed, by index into `receipt_handles`.
+    async fn delete_messages(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<BatchFailure>, DownstreamError>;
     /// Deletes up to 10 messages in one call; returns the entries that failed.
     async fn delete_batch(
         &self,
@@ -282,6 +319,12 @@ pub trait Queue: Send + Sync {
     async fn messages_left(&self) -> Result<Option<u64>, DownstreamError> {
         Ok(None)
     }
+}
+
+/// The queue at a URL, for the operator tools, which work on any queue (the inbound queue, its
+/// DLQ, the queue a dead letter came from). Built by [`crate::wiring::queues`].
+pub trait Queues: Send + Sync {
+    fn at(&self, queue_url: &str) -> Arc<dyn Queue>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ use crate::adapters::probe::AwsProbe;
 use crate::adapters::profile_cache::ProfileCachingDirectory;
 use crate::adapters::ses::SesMailer;
 use crate::adapters::smtp::SmtpMailer;
-use crate::adapters::sqs::SqsQueue;
+use crate::adapters::sqs::{SqsQueue, SqsQueues};
 use crate::adapters::sqs_publisher::SqsPublisher;
 use crate::app::handler::{InviteService, ServiceConfig};
 use crate::app::template_composer::TemplateComposer;
@@ -25,7 +25,6 @@ use crate::config::{Settings, Transport};
 use crate::error::Service;
 use crate::mail::templates::Templates;
 use crate::observe::Observer;
-use crate::ops::queue::SqsOps;
 use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, RateBudget, SystemClock};
 use crate::setup::{self, AwsTarget, Finding, Need, ProblemKind, SetupFailure, SetupProblem};
 
@@ -67,14 +66,9 @@ pub fn invite_store(settings: &Settings, sdk: &SdkConfig) -> DynamoInviteStore {
     )
 }
 
-/// The queue calls of the operator tools (`dlq`, `enqueue`), on any queue URL.
-pub fn ops_queue(sdk: &SdkConfig) -> SqsOps {
-    let client = aws_sdk_sqs::Client::new(sdk);
-    // The adapter's own queue URLs are not used: every call of the tools names its queue.
-    SqsOps::new(
-        SqsQueue::new(client.clone(), "", "", WORKER_VERSION),
-        client,
-    )
+/// The queue at any URL, for the operator tools (`dlq`, `enqueue`).
+pub fn queues(sdk: &SdkConfig) -> SqsQueues {
+    SqsQueues::new(aws_sdk_sqs::Client::new(sdk), WORKER_VERSION)
 }
 
 pub struct Components {

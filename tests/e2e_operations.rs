@@ -7,13 +7,13 @@ mod support;
 
 use std::time::Duration;
 
+use invite_worker::adapters::sqs::SqsQueues;
 use invite_worker::config::{Settings, Transport};
 use invite_worker::domain::{EmailAddress, InviteId, InviteStatus};
 use invite_worker::ops::dlq::{
     self, Filters, ListOptions, ReplayOptions, ReplayOutcome, Scan, ScanOptions,
 };
 use invite_worker::ops::enqueue::{self, EnqueueOptions, EnqueueReport, Format, RowStatus};
-use invite_worker::ops::queue::SqsOps;
 use invite_worker::ports::{InviteStore, Queue};
 use invite_worker::wiring::{self, Components};
 use support::*;
@@ -21,8 +21,8 @@ use support::*;
 /// The user pool id of a pool that does not exist: the misconfiguration being fixed.
 const MISSING_POOL: &str = "us-east-1_doesnotexist";
 
-async fn ops() -> SqsOps {
-    wiring::ops_queue(&wiring::sdk_config().await)
+async fn ops() -> SqsQueues {
+    wiring::queues(&wiring::sdk_config().await)
 }
 
 fn scan_options() -> ScanOptions {

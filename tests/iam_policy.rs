@@ -352,8 +352,8 @@ const POLICIES: &[(Role, &str)] = &[
 /// (file, enclosing function, the roles whose commands reach the SDK calls in it). Reviewed by
 /// hand from the commands' wiring: `run` builds the SQS queue adapter, the invite service
 /// (Cognito, DynamoDB, mail, lifecycle publisher); `cleanup`/`reconcile` build the invite service
-/// without the queue; `dlq`/`enqueue` build `ops::queue::SqsOps` (the queue adapter's
-/// `receive_from`/`send_batch`/`delete_from` on any queue URL); `invites` the DynamoDB store
+/// without the queue; `dlq`/`enqueue` build `adapters::sqs::SqsQueues` (the queue adapter
+/// at any queue URL: `receive_from`/`send_batch`/`delete_from`/`change_visibility`); `invites` the DynamoDB store
 /// (load, query); `config check` its own reads and the Cognito pool profile.
 const CALL_SITES: &[(&str, &str, &[Role])] = &[
     (
@@ -429,10 +429,13 @@ const CALL_SITES: &[(&str, &str, &[Role])] = &[
     ("src/adapters/sqs.rs", "receive_from", &[Worker, Operator]),
     ("src/adapters/sqs.rs", "delete_from", &[Worker, Operator]),
     ("src/adapters/sqs.rs", "send_batch", &[Operator]),
-    ("src/adapters/sqs.rs", "change_visibility", &[Worker]),
+    (
+        "src/adapters/sqs.rs",
+        "change_visibility",
+        &[Worker, Operator],
+    ),
     ("src/adapters/sqs.rs", "dead_letter", &[Worker]),
     ("src/adapters/sqs.rs", "messages_left", &[Worker]),
-    ("src/ops/queue.rs", "set_visibility", &[Operator]),
 ];
 
 /// (policy, statement Sid, actions that statement must not grant): the rights the split is for.

@@ -15,11 +15,12 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use invite_worker::adapters::dynamo::{self, DynamoInviteStore};
-use invite_worker::adapters::sqs::{self, OutgoingMessage, SqsQueue};
+use invite_worker::adapters::sqs::{self, SqsQueue};
 use invite_worker::domain::invite::PendingPublication;
 use invite_worker::domain::{
     EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus,
 };
+use invite_worker::ports::OutgoingMessage;
 use invite_worker::ports::{DeadLetter, InviteStore, Queue, StoreError};
 use time::{Duration as TimeDelta, OffsetDateTime};
 

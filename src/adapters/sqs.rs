@@ -10,7 +10,7 @@
 
 pub mod dead_letter;
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +31,7 @@ pub use dead_letter::{
 
 use crate::adapters::aws_errors::classify;
 use crate::error::{DownstreamError, ErrorKind, Service};
-use crate::ports::{BatchFailure, DeadLetter, Queue, QueueMessage};
+use crate::ports::{BatchFailure, DeadLetter, OutgoingMessage, Queue, QueueMessage, Queues};
 
 pub use crate::ports::queue_limits::{MAX_BATCH, MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS};
 
@@ -43,6 +43,9 @@ fn sqs_code(code: &str) -> Option<&'static str> {
     match code {
         "QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue" => Some("queue_not_found"),
         "ReceiptHandleIsInvalid" => Some("receipt_handle_invalid"),
+        "MessageNotInflight" | "AWS.SimpleQueueService.MessageNotInflight" => {
+            Some("message_not_inflight")
+        }
         _ => None,
     }
 }
@@ -67,22 +70,6 @@ fn invalid_request(operation: &'static str, what: String) -> DownstreamError {
         ErrorKind::Rejected("invalid_request".into()),
         what,
     )
-}
-
-/// A message to send with [`SqsQueue::send_batch`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OutgoingMessage {
-    /// The caller's own reference for this entry (an event id, a line number). It is not sent:
-    /// entries travel with their position as the batch entry id, and failures come back by
-    /// index, so `entries[failure.index].id` names the one that failed.
-    pub id: String,
-    pub body: String,
-    /// `MessageGroupId`, required on FIFO queues.
-    pub group_id: Option<String>,
-    /// `MessageDeduplicationId`, for FIFO queues without content-based deduplication.
-    pub dedup_id: Option<String>,
-    /// String message attributes (at most 10).
-    pub attributes: BTreeMap<String, String>,
 }
 
 /// The queue adapter. Cheap to clone.
@@ -235,10 +222,48 @@ impl SqsQueue {
     }
 }
 
+/// [`Queues`] on Amazon SQS: an [`SqsQueue`] at any URL (without a dead-letter queue of its own),
+/// for the operator tools. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SqsQueues {
+    client: Client,
+    worker_version: String,
+}
+
+impl SqsQueues {
+    pub fn new(client: Client, worker_version: impl Into<String>) -> Self {
+        Self {
+            client,
+            worker_version: worker_version.into(),
+        }
+    }
+}
+
+impl Queues for SqsQueues {
+    fn at(&self, queue_url: &str) -> Arc<dyn Queue> {
+        Arc::new(SqsQueue::new(
+            self.client.clone(),
+            queue_url,
+            "",
+            &self.worker_version,
+        ))
+    }
+}
+
 #[async_trait]
 impl Queue for SqsQueue {
     async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError> {
         self.receive_from(&self.queue_url, max, wait, self.visibility_timeout)
+            .await
+    }
+
+    async fn receive_and_hold(
+        &self,
+        max: u8,
+        wait: Duration,
+        hold: Duration,
+    ) -> Result<Vec<QueueMessage>, DownstreamError> {
+        self.receive_from(&self.queue_url, max, wait, Some(hold))
             .await
     }
 
@@ -247,6 +272,20 @@ impl Queue for SqsQueue {
         receipt_handles: &[String],
     ) -> Result<Vec<BatchFailure>, DownstreamError> {
         self.delete_from(&self.queue_url, receipt_handles).await
+    }
+
+    async fn delete_messages(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<BatchFailure>, DownstreamError> {
+        self.delete_from(&self.queue_url, receipt_handles).await
+    }
+
+    async fn send_messages(
+        &self,
+        entries: Vec<OutgoingMessage>,
+    ) -> Result<Vec<BatchFailure>, DownstreamError> {
+        self.send_batch(&self.queue_url, entries).await
     }
 
     async fn change_visibility(

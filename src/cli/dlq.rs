@@ -80,7 +80,7 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
     }
     let sdk = wiring::sdk_config().await;
     wiring::preflight(&settings, &sdk, &[Need::DeadLetterQueue]).await?;
-    let sqs = wiring::ops_queue(&sdk);
+    let sqs = wiring::queues(&sdk);
     let dlq_url = settings.queue.dlq_url.as_str();
     match command {
         DlqCommand::List {

@@ -117,7 +117,7 @@ pub async fn enqueue(settings: Settings, mut args: EnqueueArgs) -> anyhow::Resul
     } else {
         let sdk = wiring::sdk_config().await;
         wiring::preflight(&settings, &sdk, &[Need::Queue]).await?;
-        let sqs = wiring::ops_queue(&sdk);
+        let sqs = wiring::queues(&sdk);
         enqueue::send(&sqs, &settings.queue.url, plan, options.backoff).await
     };
     for line in report.problems() {

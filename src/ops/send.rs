@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::adapters::sqs::{OutgoingMessage, MAX_BATCH};
-use crate::ops::queue::OpsQueue;
+use crate::ports::queue_limits::MAX_BATCH;
+use crate::ports::{OutgoingMessage, Queues};
 
 pub use crate::ports::queue_limits::MAX_BATCH_BYTES;
 
@@ -56,7 +56,7 @@ fn batches(indices: &[usize], entries: &[OutgoingMessage]) -> Vec<Vec<usize>> {
 /// Retried: entries SQS reports as failed without the sender's fault, and whole calls that failed
 /// transiently (throttling, 5xx, timeouts). A retried send after a timeout may duplicate a
 /// message; everything this crate sends carries an event id, so duplicates are absorbed.
-pub async fn send_all<Q: OpsQueue + ?Sized>(
+pub async fn send_all<Q: Queues + ?Sized>(
     queue: &Q,
     queue_url: &str,
     entries: &[OutgoingMessage],
@@ -70,7 +70,7 @@ pub async fn send_all<Q: OpsQueue + ?Sized>(
         for batch in batches(&pending, entries) {
             let messages: Vec<OutgoingMessage> =
                 batch.iter().map(|&i| entries[i].clone()).collect();
-            match queue.send(queue_url, messages).await {
+            match queue.at(queue_url).send_messages(messages).await {
                 Ok(failures) => {
                     for &i in &batch {
                         results[i] = Ok(());
@@ -116,7 +116,7 @@ pub async fn send_all<Q: OpsQueue + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::memory::MemoryOps;
+    use crate::adapters::memory::MemoryQueues;
 
     fn message(body: &str) -> OutgoingMessage {
         OutgoingMessage {
@@ -151,15 +151,15 @@ mod tests {
 
     #[tokio::test]
     async fn transient_entry_failures_are_retried_and_sender_faults_are_not() {
-        let q = MemoryOps::new();
-        q.fail_send_entries(2, false);
+        let q = MemoryQueues::new();
+        q.fail_send_entries("q", 2, false);
         let entries: Vec<OutgoingMessage> = (0..5).map(|i| message(&format!("m{i}"))).collect();
         let results = send_all(&q, "q", &entries, quick()).await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         assert_eq!(q.bodies("q").len(), 5);
 
-        let q = MemoryOps::new();
-        q.fail_send_entries(1, true);
+        let q = MemoryQueues::new();
+        q.fail_send_entries("q", 1, true);
         let results = send_all(&q, "q", &entries, quick()).await;
         assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
         assert!(results[0]
@@ -171,8 +171,8 @@ mod tests {
 
     #[tokio::test]
     async fn failures_that_outlast_the_retries_are_reported() {
-        let q = MemoryOps::new();
-        q.fail_send_calls(10);
+        let q = MemoryQueues::new();
+        q.fail_send_calls("q", 10);
         let entries = vec![message("a"), message("b")];
         let results = send_all(&q, "q", &entries, quick()).await;
         assert!(results.iter().all(Result::is_err));

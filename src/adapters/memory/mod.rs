@@ -8,6 +8,7 @@ pub mod faults;
 pub mod mailer;
 pub mod publisher;
 pub mod queue;
+pub mod queues;
 pub mod store;
 
 pub use budget::MemoryRateBudget;
@@ -16,4 +17,5 @@ pub use directory::MemoryDirectory;
 pub use faults::Faults;
 pub use mailer::MemoryMailer;
 pub use publisher::MemoryPublisher;
+pub use queues::MemoryQueues;
 pub use store::MemoryStore;

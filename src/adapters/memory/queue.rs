@@ -3,7 +3,7 @@
 //! long polling that returns as soon as a message becomes available, a dead-letter list, FIFO
 //! group ordering and deduplication ids, batch sends, and optional latency and fault injection.
 //! Time is `tokio::time`, so tests can pause it. The operator tools' fake
-//! ([`crate::ops::memory::MemoryOps`]) is one of these per queue URL.
+//! ([`crate::adapters::memory::MemoryQueues`]) is one of these per queue URL.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -13,10 +13,9 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
-use crate::adapters::sqs::OutgoingMessage;
 use crate::error::{DownstreamError, ErrorKind, Service};
 use crate::ports::queue_limits::{MAX_BATCH, MAX_VISIBILITY_SECONDS};
-use crate::ports::{BatchFailure, DeadLetter, Queue, QueueMessage};
+use crate::ports::{BatchFailure, DeadLetter, OutgoingMessage, Queue, QueueMessage};
 
 /// SQS's limit on a visibility timeout.
 const MAX_VISIBILITY: Duration = Duration::from_secs(MAX_VISIBILITY_SECONDS);
@@ -120,6 +119,7 @@ pub struct MemoryQueue {
     fifo: bool,
     visibility_timeout: Duration,
     latency: Duration,
+    long_polls: bool,
     state: Mutex<State>,
     arrivals: Notify,
 }
@@ -137,6 +137,7 @@ impl MemoryQueue {
             fifo: false,
             visibility_timeout: Duration::from_secs(30),
             latency: Duration::ZERO,
+            long_polls: true,
             state: Mutex::new(State::default()),
             arrivals: Notify::new(),
         }
@@ -159,6 +160,13 @@ impl MemoryQueue {
     /// Adds `latency` to every call.
     pub fn with_latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
+        self
+    }
+
+    /// Receives return at once instead of long-polling, so a scan that ends on an empty queue
+    /// ends at once.
+    pub fn without_long_polls(mut self) -> Self {
+        self.long_polls = false;
         self
     }
 
@@ -398,6 +406,11 @@ impl MemoryQueue {
             ));
         }
         let hold = hold.unwrap_or(self.visibility_timeout);
+        let wait = if self.long_polls {
+            wait
+        } else {
+            Duration::ZERO
+        };
         let deadline = Instant::now() + wait.min(Duration::from_secs(20));
         loop {
             // Register interest before looking, so an arrival in between is not missed.
@@ -526,6 +539,48 @@ fn rejected(op: QueueOp, code: &str, message: &str) -> DownstreamError {
 impl Queue for MemoryQueue {
     async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError> {
         self.receive_holding(max, wait, None).await
+    }
+
+    async fn receive_and_hold(
+        &self,
+        max: u8,
+        wait: Duration,
+        hold: Duration,
+    ) -> Result<Vec<QueueMessage>, DownstreamError> {
+        self.receive_holding(max, wait, Some(hold)).await
+    }
+
+    async fn send_messages(
+        &self,
+        mut entries: Vec<OutgoingMessage>,
+    ) -> Result<Vec<BatchFailure>, DownstreamError> {
+        let mut failures = Vec::new();
+        let mut offset = 0;
+        while !entries.is_empty() {
+            let rest = entries.split_off(entries.len().min(MAX_BATCH));
+            let n = entries.len();
+            for mut f in self.send_batch(entries).await? {
+                f.index += offset;
+                failures.push(f);
+            }
+            offset += n;
+            entries = rest;
+        }
+        Ok(failures)
+    }
+
+    async fn delete_messages(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<BatchFailure>, DownstreamError> {
+        let mut failures = Vec::new();
+        for (chunk_no, chunk) in receipt_handles.chunks(MAX_BATCH).enumerate() {
+            for mut f in self.delete_batch(chunk).await? {
+                f.index += chunk_no * MAX_BATCH;
+                failures.push(f);
+            }
+        }
+        Ok(failures)
     }
 
     async fn delete_batch(
@@ -662,6 +717,33 @@ mod tests {
         let again = q.receive(10, NO_WAIT).await.unwrap();
         assert_eq!(again[0].receive_count, 2);
         assert_ne!(again[0].receipt_handle, got[0].receipt_handle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_number_of_messages_go_in_batches_of_ten_with_failures_by_overall_index() {
+        let q = MemoryQueue::standard();
+        let entries: Vec<OutgoingMessage> = (0..12)
+            .map(|i| OutgoingMessage {
+                id: i.to_string(),
+                body: format!("m{i}"),
+                ..Default::default()
+            })
+            .collect();
+        assert!(q.send_messages(entries).await.unwrap().is_empty());
+        assert_eq!((q.send_calls(), q.len()), (2, 12));
+
+        let hold = Duration::from_secs(60);
+        let mut held = handles(&q.receive_and_hold(10, NO_WAIT, hold).await.unwrap());
+        held.extend(handles(
+            &q.receive_and_hold(10, NO_WAIT, hold).await.unwrap(),
+        ));
+        assert_eq!((held.len(), q.visible_len()), (12, 0));
+        held[11] = "stale".into();
+        let failures = q.delete_messages(&held).await.unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].index, 11);
+        assert_eq!(q.delete_batch_sizes(), vec![10, 2]);
+        assert_eq!(q.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

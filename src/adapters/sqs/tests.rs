@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityOutput;
 use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput;
@@ -448,4 +450,24 @@ async fn missing_queues_and_bad_handles_have_reason_codes() {
         Some("receipt_handle_invalid"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_queue_at_a_url_calls_that_queue_and_names_a_message_not_in_flight() {
+    let rule = mock!(Client::change_message_visibility)
+        .match_requests(|req| req.queue_url() == Some(DLQ) && req.visibility_timeout() == Some(0))
+        .then_http_response(|| {
+            error_response(
+                400,
+                "MessageNotInflight",
+                Some("AWS.SimpleQueueService.MessageNotInflight"),
+            )
+        });
+    let err = SqsQueues::new(client(&[&rule]), "1.2.3")
+        .at(DLQ)
+        .change_visibility("rh", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(err.rejection_code(), Some("message_not_inflight"), "{err}");
+    assert_eq!(rule.num_calls(), 1);
 }

@@ -12,13 +12,12 @@ use time::OffsetDateTime;
 
 use crate::adapters::sqs::dead_letter::{fifo_id, sqs_safe, DEFAULT_GROUP_ID};
 use crate::adapters::sqs::{
-    OutgoingMessage, ATTR_ORIGINAL_MESSAGE_ID, ATTR_PREFIX, ATTR_SOURCE_QUEUE,
-    MAX_MESSAGE_ATTRIBUTES,
+    ATTR_ORIGINAL_MESSAGE_ID, ATTR_PREFIX, ATTR_SOURCE_QUEUE, MAX_MESSAGE_ATTRIBUTES,
 };
 use crate::domain::event::decode;
 use crate::domain::Replay;
 use crate::ops::dlq::{ATTR_REPLAYED_AT, ATTR_REPLAY_COUNT};
-use crate::ports::QueueMessage;
+use crate::ports::{OutgoingMessage, QueueMessage};
 
 /// A dead letter ready to go back to its queue.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use crate::error::DownstreamError;
 use crate::ops::dlq::filter::Filters;
 use crate::ops::dlq::scan::{Released, Scan, ScanOptions};
 use crate::ops::dlq::view::DeadLetterView;
-use crate::ops::queue::OpsQueue;
+use crate::ports::Queues;
 
 /// What to list.
 #[derive(Clone, Debug)]
@@ -41,7 +41,7 @@ pub struct Listing {
 
 /// Lists the dead letters on `dlq_url` that match the filters. Every message received is
 /// released again before this returns, also on error.
-pub async fn list<Q: OpsQueue + ?Sized>(
+pub async fn list<Q: Queues + ?Sized>(
     queue: &Q,
     dlq_url: &str,
     options: &ListOptions,
@@ -53,7 +53,7 @@ pub async fn list<Q: OpsQueue + ?Sized>(
     result.map(|()| listing)
 }
 
-async fn walk<Q: OpsQueue + ?Sized>(
+async fn walk<Q: Queues + ?Sized>(
     scan: &mut Scan<'_, Q>,
     options: &ListOptions,
     listing: &mut Listing,
@@ -155,8 +155,8 @@ pub fn to_json(listing: &Listing, now: OffsetDateTime, show_emails: bool) -> ser
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::memory::MemoryQueues;
     use crate::adapters::sqs::{ATTR_ATTEMPTS, ATTR_REASON, ATTR_REASON_CODE, ATTR_SOURCE_QUEUE};
-    use crate::ops::memory::MemoryOps;
 
     fn invite(id: &str, email: &str) -> String {
         format!(
@@ -164,7 +164,7 @@ mod tests {
         )
     }
 
-    fn fill(q: &MemoryOps) {
+    fn fill(q: &MemoryQueues) {
         q.put(
             "dlq",
             &invite("e-1", "jane@example.com"),
@@ -185,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn lists_everything_and_consumes_nothing() {
-        let q = MemoryOps::new();
+        let q = MemoryQueues::new();
         fill(&q);
         let listing = list(&q, "dlq", &ListOptions::default()).await.unwrap();
         assert_eq!(listing.letters.len(), 3);
@@ -205,7 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn max_and_filters_limit_the_listing() {
-        let q = MemoryOps::new();
+        let q = MemoryQueues::new();
         fill(&q);
         let options = ListOptions {
             max: 1,
@@ -234,7 +234,7 @@ mod tests {
 
     #[tokio::test]
     async fn json_masks_emails_unless_asked() {
-        let q = MemoryOps::new();
+        let q = MemoryQueues::new();
         fill(&q);
         let listing = list(&q, "dlq", &ListOptions::default()).await.unwrap();
         let now = OffsetDateTime::now_utc();

@@ -6,7 +6,7 @@ use crate::ops::dlq::filter::Filters;
 use crate::ops::dlq::replay::{delete_dead_letters, DlqError};
 use crate::ops::dlq::scan::{Released, Scan, ScanOptions};
 use crate::ops::dlq::view::DeadLetterView;
-use crate::ops::queue::OpsQueue;
+use crate::ports::Queues;
 
 /// What to purge.
 #[derive(Clone, Debug)]
@@ -31,7 +31,7 @@ pub struct PurgeSummary {
 
 /// Deletes the dead letters that match the filters, for good. Refuses without
 /// `options.confirmed` and at least one filter.
-pub async fn purge<Q: OpsQueue + ?Sized>(
+pub async fn purge<Q: Queues + ?Sized>(
     queue: &Q,
     dlq_url: &str,
     options: &PurgeOptions,
@@ -53,7 +53,7 @@ pub async fn purge<Q: OpsQueue + ?Sized>(
     result.map(|()| summary).map_err(DlqError::from)
 }
 
-async fn purge_walk<Q: OpsQueue + ?Sized>(
+async fn purge_walk<Q: Queues + ?Sized>(
     queue: &Q,
     scan: &mut Scan<'_, Q>,
     options: &PurgeOptions,
@@ -96,12 +96,12 @@ async fn purge_walk<Q: OpsQueue + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::memory::MemoryQueues;
     use crate::ops::dlq::replay::tests::{dead_letter, invite, DLQ};
-    use crate::ops::memory::MemoryOps;
 
     #[tokio::test]
     async fn purge_refuses_without_the_flag_or_a_filter() {
-        let q = MemoryOps::new();
+        let q = MemoryQueues::new();
         dead_letter(&q, &invite("e-1", "a@example.com"), "invalid_event");
         let unconfirmed = PurgeOptions {
             filters: Filters::parse(&["reason=invalid_event"]).unwrap(),
@@ -123,7 +123,7 @@ mod tests {
 
     #[tokio::test]
     async fn purge_deletes_only_what_matches() {
-        let q = MemoryOps::new();
+        let q = MemoryQueues::new();
         dead_letter(&q, &invite("e-1", "a@example.com"), "invalid_event");
         dead_letter(&q, &invite("e-2", "b@example.com"), "user_pool_not_found");
         dead_letter(&q, "garbage", "invalid_event");

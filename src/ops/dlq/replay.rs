@@ -17,8 +17,8 @@ use crate::ops::dlq::filter::Filters;
 use crate::ops::dlq::lineage::{claimed_source, replay_copy, same_queue, ReplayCopy};
 use crate::ops::dlq::scan::{Released, Scan, ScanOptions};
 use crate::ops::dlq::view::DeadLetterView;
-use crate::ops::queue::OpsQueue;
 use crate::ops::send::{default_backoff, send_all};
+use crate::ports::Queues;
 use crate::ratelimit::TokenBucket;
 
 /// A refused or failed DLQ command.
@@ -141,7 +141,7 @@ impl ReplaySummary {
 /// Refused, before anything is received, when that destination is the DLQ itself. Errors from
 /// SQS that outlast the retries end the replay (with whatever was replayed so far already done);
 /// every message still held is released before this returns.
-pub async fn replay<Q: OpsQueue + ?Sized>(
+pub async fn replay<Q: Queues + ?Sized>(
     queue: &Q,
     dlq_url: &str,
     options: &ReplayOptions,
@@ -169,7 +169,7 @@ pub async fn replay<Q: OpsQueue + ?Sized>(
     result.map(|()| summary).map_err(DlqError::from)
 }
 
-async fn replay_walk<Q: OpsQueue + ?Sized>(
+async fn replay_walk<Q: Queues + ?Sized>(
     queue: &Q,
     scan: &mut Scan<'_, Q>,
     options: &ReplayOptions,
@@ -269,7 +269,7 @@ async fn replay_walk<Q: OpsQueue + ?Sized>(
 
 /// The send step of a replay: sends each copy to its destination (at most `bucket`'s rate), with
 /// retries; the result for each copy, in order. Deletes nothing.
-pub async fn send_copies<Q: OpsQueue + ?Sized>(
+pub async fn send_copies<Q: Queues + ?Sized>(
     queue: &Q,
     copies: &[ReplayCopy],
     bucket: Option<&TokenBucket>,
@@ -296,7 +296,7 @@ pub async fn send_copies<Q: OpsQueue + ?Sized>(
 
 /// Deletes messages from the DLQ by receipt handle, retrying transient failures of whole calls;
 /// the result for each, in order.
-pub async fn delete_dead_letters<Q: OpsQueue + ?Sized>(
+pub async fn delete_dead_letters<Q: Queues + ?Sized>(
     queue: &Q,
     dlq_url: &str,
     receipt_handles: &[String],
@@ -304,7 +304,7 @@ pub async fn delete_dead_letters<Q: OpsQueue + ?Sized>(
     if receipt_handles.is_empty() {
         return Vec::new();
     }
-    let deleted = (|| async { queue.delete(dlq_url, receipt_handles).await })
+    let deleted = (|| async { queue.at(dlq_url).delete_messages(receipt_handles).await })
         .retry(default_backoff())
         .sleep(tokio::time::sleep)
         .when(DownstreamError::is_transient)

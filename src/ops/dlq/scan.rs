@@ -13,8 +13,7 @@ use backon::{ExponentialBuilder, Retryable};
 
 use crate::adapters::sqs::MAX_BATCH;
 use crate::error::DownstreamError;
-use crate::ops::queue::OpsQueue;
-use crate::ports::QueueMessage;
+use crate::ports::{QueueMessage, Queues};
 
 /// Receives in a row that return only messages already seen before the scan counts as done
 /// (their hold ran out while the scan went on).
@@ -48,7 +47,7 @@ pub struct Released {
 }
 
 /// A walk over one queue. Call [`Scan::release_all`] when done (also after an error).
-pub struct Scan<'q, Q: OpsQueue + ?Sized> {
+pub struct Scan<'q, Q: Queues + ?Sized> {
     queue: &'q Q,
     url: String,
     options: ScanOptions,
@@ -59,7 +58,7 @@ pub struct Scan<'q, Q: OpsQueue + ?Sized> {
     done: bool,
 }
 
-impl<'q, Q: OpsQueue + ?Sized> Scan<'q, Q> {
+impl<'q, Q: Queues + ?Sized> Scan<'q, Q> {
     pub fn new(queue: &'q Q, url: impl Into<String>, options: ScanOptions) -> Self {
         Self {
             queue,
@@ -81,11 +80,16 @@ impl<'q, Q: OpsQueue + ?Sized> Scan<'q, Q> {
         let max = want.clamp(1, MAX_BATCH) as u8;
         while !self.done {
             let (queue, url, options) = (self.queue, self.url.as_str(), self.options);
-            let received = (|| async { queue.receive(url, max, options.wait, options.hold).await })
-                .retry(receive_retries())
-                .sleep(tokio::time::sleep)
-                .when(DownstreamError::is_transient)
-                .await?;
+            let received = (|| async {
+                queue
+                    .at(url)
+                    .receive_and_hold(max, options.wait, options.hold)
+                    .await
+            })
+            .retry(receive_retries())
+            .sleep(tokio::time::sleep)
+            .when(DownstreamError::is_transient)
+            .await?;
             if received.is_empty() {
                 self.done = true;
                 break;
@@ -126,7 +130,8 @@ impl<'q, Q: OpsQueue + ?Sized> Scan<'q, Q> {
         for (message_id, handle) in std::mem::take(&mut self.held) {
             match self
                 .queue
-                .set_visibility(&self.url, &handle, Duration::ZERO)
+                .at(&self.url)
+                .change_visibility(&handle, Duration::ZERO)
                 .await
             {
                 Ok(()) => report.released += 1,
@@ -152,11 +157,11 @@ fn receive_retries() -> ExponentialBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::memory::MemoryOps;
+    use crate::adapters::memory::MemoryQueues;
 
     #[tokio::test]
     async fn a_scan_sees_each_message_once_and_leaves_them_all_visible() {
-        let q = MemoryOps::new();
+        let q = MemoryQueues::new();
         for i in 0..23 {
             q.put("dlq", &format!("m{i}"), &[]);
         }
@@ -183,7 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn messages_that_come_back_are_not_returned_twice_and_end_the_scan() {
-        let q = MemoryOps::new();
+        let q = MemoryQueues::new();
         q.put("dlq", "a", &[]);
         q.put("dlq", "b", &[]);
         let mut scan = Scan::new(&q, "dlq", ScanOptions::default());
@@ -198,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn forgotten_messages_are_not_released() {
-        let q = MemoryOps::new();
+        let q = MemoryQueues::new();
         q.put("dlq", "a", &[]);
         let mut scan = Scan::new(&q, "dlq", ScanOptions::default());
         let m = scan.next(1).await.unwrap().remove(0);

@@ -15,10 +15,9 @@ use std::fmt;
 use backon::ExponentialBuilder;
 
 use crate::adapters::sqs::dead_letter::fifo_id;
-use crate::adapters::sqs::OutgoingMessage;
 use crate::domain::event::EventBody;
-use crate::ops::queue::OpsQueue;
 use crate::ops::send::send_all;
+use crate::ports::{OutgoingMessage, Queues};
 
 pub use input::{parse, read_file, Format, SingleInvite};
 pub use item::{InputError, Item, Origin};
@@ -250,7 +249,7 @@ pub fn plan(prepared: Vec<Prepared>, fifo: bool, options: &EnqueueOptions) -> Pl
 }
 
 /// Sends what `plan` decided; rows SQS did not accept (after the retries) become `Failed`.
-pub async fn send<Q: OpsQueue + ?Sized>(
+pub async fn send<Q: Queues + ?Sized>(
     queue: &Q,
     queue_url: &str,
     plan: Plan,
@@ -272,7 +271,7 @@ pub async fn send<Q: OpsQueue + ?Sized>(
 }
 
 /// [`plan`] and [`send`] to `queue_url` (FIFO when it ends in `.fifo`).
-pub async fn enqueue<Q: OpsQueue + ?Sized>(
+pub async fn enqueue<Q: Queues + ?Sized>(
     queue: &Q,
     queue_url: &str,
     prepared: Vec<Prepared>,

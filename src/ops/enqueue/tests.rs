@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use super::*;
+use crate::adapters::memory::MemoryQueues;
 use crate::domain::event::decode;
-use crate::ops::memory::MemoryOps;
 
 const CSV: &str = "email,given_name,family_name,groups,expires_in_days\n\
                    jane@example.com,Jane,Doe,employees,7\n\
@@ -31,7 +31,7 @@ fn prepared(text: &str) -> Vec<Prepared> {
 
 #[tokio::test]
 async fn only_good_rows_are_sent_and_bad_ones_are_named_by_line() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     let report = enqueue(&q, "q", prepared(CSV), &quick()).await;
     assert_eq!(report.summary(), "5 rows: 2 sent, 3 invalid, 0 failed");
     assert!(!report.all_good());
@@ -57,7 +57,7 @@ async fn only_good_rows_are_sent_and_bad_ones_are_named_by_line() {
 
 #[tokio::test]
 async fn the_same_file_twice_sends_the_same_event_ids() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     let first = enqueue(&q, "q", prepared(CSV), &quick()).await;
     let second = enqueue(&q, "q", prepared(CSV), &quick()).await;
     let ids = |r: &EnqueueReport| -> Vec<Option<String>> {
@@ -75,7 +75,7 @@ async fn the_same_file_twice_sends_the_same_event_ids() {
 
 #[tokio::test]
 async fn a_dry_run_validates_and_sends_nothing() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     let report = enqueue(
         &q,
         "q",
@@ -97,7 +97,7 @@ async fn a_dry_run_validates_and_sends_nothing() {
 
 #[tokio::test]
 async fn fifo_messages_are_grouped_by_address_and_deduplicated_by_event_id() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     let report = enqueue(&q, "q.fifo", prepared(CSV), &quick()).await;
     let sent = q.messages("q.fifo");
     assert_eq!(sent[0].group_id.as_deref(), Some("jane@example.com"));
@@ -109,8 +109,8 @@ async fn fifo_messages_are_grouped_by_address_and_deduplicated_by_event_id() {
 
 #[tokio::test]
 async fn rows_sqs_refuses_are_reported_as_failed() {
-    let q = MemoryOps::new();
-    q.fail_send_entries(1, true);
+    let q = MemoryQueues::new();
+    q.fail_send_entries("q", 1, true);
     let report = enqueue(&q, "q", prepared(CSV), &quick()).await;
     assert_eq!(report.count(RowStatus::Failed), 1);
     assert_eq!(report.rows[0].status, RowStatus::Failed);
@@ -123,9 +123,9 @@ async fn rows_sqs_refuses_are_reported_as_failed() {
 
 #[tokio::test]
 async fn transient_failures_are_retried() {
-    let q = MemoryOps::new();
-    q.fail_send_calls(1);
-    q.fail_send_entries(1, false);
+    let q = MemoryQueues::new();
+    q.fail_send_calls("q", 1);
+    q.fail_send_entries("q", 1, false);
     let report = enqueue(&q, "q", prepared(CSV), &quick()).await;
     assert_eq!(report.count(RowStatus::Sent), 2);
     assert_eq!(q.bodies("q").len(), 2);
@@ -133,7 +133,7 @@ async fn transient_failures_are_retried() {
 
 #[tokio::test]
 async fn no_validate_sends_invalid_rows_but_not_unreadable_ones() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     let csv = "email,given_name\nnope,A\nb@example.com,B,extra\n";
     let report = enqueue(
         &q,
@@ -153,7 +153,7 @@ async fn no_validate_sends_invalid_rows_but_not_unreadable_ones() {
 
 #[tokio::test]
 async fn a_repeated_address_is_sent_with_a_note() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     let csv = "email,given_name\njane@example.com,Jane\nJANE@example.com,Janet\n";
     let report = enqueue(&q, "q", prepared(csv), &quick()).await;
     assert!(report.all_good());
@@ -191,7 +191,7 @@ async fn a_repeated_address_is_sent_with_a_note() {
 
 #[tokio::test]
 async fn several_files_are_named_in_problems() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     let mut items = parse("a.csv", "email\nx\n", Format::Auto).unwrap();
     items.extend(parse("b.jsonl", "{\"email\":\"y\"}\n", Format::Auto).unwrap());
     let prepared = items.into_iter().map(|i| prepare(i, None)).collect();

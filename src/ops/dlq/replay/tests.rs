@@ -1,7 +1,7 @@
 use super::*;
+use crate::adapters::memory::MemoryQueues;
 use crate::adapters::sqs::{ATTR_ORIGINAL_MESSAGE_ID, ATTR_REASON_CODE, ATTR_SOURCE_QUEUE};
 use crate::ops::dlq::{ATTR_REPLAYED_AT, ATTR_REPLAY_COUNT};
-use crate::ops::memory::MemoryOps;
 
 pub(crate) const DLQ: &str = "https://sqs.example/1/invites-dlq";
 const SOURCE: &str = "https://sqs.example/1/invites";
@@ -16,7 +16,7 @@ fn revoke(id: &str, email: &str) -> String {
 }
 
 /// A dead letter as the worker writes it.
-pub(crate) fn dead_letter(q: &MemoryOps, body: &str, code: &str) -> String {
+pub(crate) fn dead_letter(q: &MemoryQueues, body: &str, code: &str) -> String {
     q.put(
         DLQ,
         body,
@@ -43,7 +43,7 @@ fn options(filters: &[&str]) -> ReplayOptions {
 
 #[tokio::test]
 async fn replays_what_matches_and_leaves_the_rest_visible() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     dead_letter(&q, &invite("e-1", "a@example.com"), "user_pool_not_found");
     dead_letter(&q, &invite("e-2", "b@example.com"), "invalid_attributes");
     dead_letter(&q, &revoke("e-3", "c@example.com"), "user_pool_not_found");
@@ -81,7 +81,7 @@ async fn replays_what_matches_and_leaves_the_rest_visible() {
 
 #[tokio::test]
 async fn no_filter_replays_everything_to_the_configured_queue() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     dead_letter(&q, &invite("e-1", "a@example.com"), "user_pool_not_found");
     q.put(DLQ, &invite("e-2", "b@example.com"), &[]);
     let s = replay(&q, DLQ, &options(&[])).await.unwrap();
@@ -92,7 +92,7 @@ async fn no_filter_replays_everything_to_the_configured_queue() {
 
 #[tokio::test]
 async fn a_forged_source_attribute_is_reported_not_followed() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     for forged in [DLQ, OTHER] {
         q.put(
             DLQ,
@@ -120,7 +120,7 @@ async fn a_forged_source_attribute_is_reported_not_followed() {
 
 #[tokio::test]
 async fn to_queue_names_another_destination_but_never_the_dlq() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     dead_letter(&q, &invite("e-1", "a@example.com"), "x");
     let to_other = ReplayOptions {
         to_queue: Some(OTHER.into()),
@@ -151,7 +151,7 @@ async fn to_queue_names_another_destination_but_never_the_dlq() {
 
 #[tokio::test]
 async fn a_dry_run_moves_nothing() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     dead_letter(&q, &invite("e-1", "a@example.com"), "user_pool_not_found");
     let s = replay(
         &q,
@@ -176,7 +176,7 @@ async fn a_dry_run_moves_nothing() {
 
 #[tokio::test]
 async fn max_limits_the_replay() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     for i in 0..15 {
         dead_letter(&q, &invite(&format!("e-{i}"), "a@example.com"), "x");
     }
@@ -197,10 +197,10 @@ async fn max_limits_the_replay() {
 
 #[tokio::test]
 async fn a_refused_send_keeps_the_dead_letter_and_fails_the_summary() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     dead_letter(&q, &invite("e-1", "a@example.com"), "x");
     dead_letter(&q, &invite("e-2", "b@example.com"), "x");
-    q.fail_send_entries(1, true);
+    q.fail_send_entries(SOURCE, 1, true);
     let s = replay(&q, DLQ, &options(&[])).await.unwrap();
     assert_eq!((s.matched, s.replayed, s.failed), (2, 1, 1));
     assert!(!s.ok());
@@ -211,9 +211,9 @@ async fn a_refused_send_keeps_the_dead_letter_and_fails_the_summary() {
 
 #[tokio::test]
 async fn a_failed_delete_after_a_good_send_is_reported_and_loses_nothing() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     dead_letter(&q, &invite("e-1", "a@example.com"), "x");
-    q.fail_delete_calls(10);
+    q.fail_delete_calls(DLQ, 10);
     let s = replay(&q, DLQ, &options(&[])).await.unwrap();
     assert_eq!((s.replayed, s.not_deleted), (0, 1));
     assert!(!s.ok());
@@ -223,7 +223,7 @@ async fn a_failed_delete_after_a_good_send_is_reported_and_loses_nothing() {
 
 #[tokio::test]
 async fn a_crash_between_send_and_delete_loses_nothing() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     dead_letter(&q, &invite("e-1", "a@example.com"), "x");
     // The send step of a replay, then the process dies before deleting.
     let mut scan = Scan::new(&q, DLQ, ScanOptions::default());
@@ -246,7 +246,7 @@ async fn a_crash_between_send_and_delete_loses_nothing() {
 
 #[tokio::test]
 async fn on_fifo_the_duplicate_of_a_crashed_replay_is_deduplicated() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     let (dlq, source) = (
         "https://sqs.example/1/invites-dlq.fifo",
         "https://sqs.example/1/invites.fifo",
@@ -283,7 +283,7 @@ async fn on_fifo_the_duplicate_of_a_crashed_replay_is_deduplicated() {
 
 #[tokio::test(start_paused = true)]
 async fn the_rate_limit_paces_the_sends() {
-    let q = MemoryOps::new();
+    let q = MemoryQueues::new();
     for i in 0..5 {
         dead_letter(&q, &invite(&format!("e-{i}"), "a@example.com"), "x");
     }
