@@ -262,4 +262,61 @@ mod tests {
             .attributes
             .contains_key("custom:team"));
     }
+    /// The decorators in the order wiring stacks them (cache over limiter over directory): a
+    /// guarded operation passes the cache whole, so the limiter takes all its tokens first and
+    /// its calls run back to back. Through the trait's default body at the cache, each call
+    /// would wait for its own token, widening the window the operation exists to close.
+    #[tokio::test(start_paused = true)]
+    async fn a_guarded_operation_passes_the_cache_whole_and_its_calls_run_back_to_back() {
+        use crate::adapters::limited::RateLimitedDirectory;
+        use crate::ports::Removal;
+        use crate::ratelimit::token_bucket::TokenBucket;
+        use std::collections::BTreeMap;
+
+        let limited = Arc::new(RateLimitedDirectory::new(
+            MemoryDirectory::new(reference_pool()),
+            TokenBucket::new(100.0, 100),
+            TokenBucket::new(1.0, 1),
+        ));
+        let dir = limited.inner();
+        let email = crate::domain::EmailAddress::parse("new@example.com").unwrap();
+        let attributes = BTreeMap::from([("family_name".to_string(), "Doe".to_string())]);
+        let password = crate::domain::password::generate(&reference_pool().password_policy);
+        dir.create_user(&NewUser {
+            username: email.as_str(),
+            email: &email,
+            attributes: &attributes,
+            temporary_password: &password,
+        })
+        .await
+        .unwrap();
+        let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+        for nth in 2..=5 {
+            let times = times.clone();
+            dir.before_call(nth, move |_| {
+                times.lock().unwrap().push(tokio::time::Instant::now());
+            });
+        }
+        let clock = Arc::new(ManualClock::new(datetime!(2026-11-27 10:00 UTC)));
+        let cache = ProfileCachingDirectory::new(limited.clone(), clock, MAX_AGE);
+
+        let removal = cache.delete_if_never_used(email.as_str()).await.unwrap();
+
+        assert_eq!(removal, Removal::Deleted);
+        assert_eq!(
+            dir.calls()[1..],
+            [
+                "AdminGetUser",
+                "AdminDisableUser",
+                "AdminGetUser",
+                "AdminDeleteUser"
+            ]
+        );
+        let times = times.lock().unwrap();
+        assert_eq!(times.len(), 4);
+        assert!(
+            times.iter().all(|t| *t == times[0]),
+            "the guarded calls waited for tokens between them: {times:?}"
+        );
+    }
 }
