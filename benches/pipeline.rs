@@ -496,20 +496,7 @@ impl Queue for TimedQueue {
         &self,
         receipt_handles: &[String],
     ) -> Result<Vec<BatchFailure>, DownstreamError> {
-        let call = self.inner.delete_messages(receipt_handles);
-        in_fake(Keeps::Nothing, call, || {}).await
-    }
-
-    async fn delete_batch(
-        &self,
-        receipt_handles: &[String],
-    ) -> Result<Vec<BatchFailure>, DownstreamError> {
-        in_fake(
-            Keeps::Nothing,
-            self.timed_delete_batch(receipt_handles),
-            || {},
-        )
-        .await
+        in_fake(Keeps::Nothing, self.timed_delete(receipt_handles), || {}).await
     }
 
     async fn change_visibility(
@@ -540,11 +527,11 @@ impl Queue for TimedQueue {
 
 impl TimedQueue {
     /// Deletes, and notes each message's latency and the time of its ack.
-    async fn timed_delete_batch(
+    async fn timed_delete(
         &self,
         receipt_handles: &[String],
     ) -> Result<Vec<BatchFailure>, DownstreamError> {
-        let failures = self.inner.delete_batch(receipt_handles).await?;
+        let failures = self.inner.delete_messages(receipt_handles).await?;
         let now = Instant::now();
         let at = (now - self.started).as_micros() as u32;
         let mut deleted = 0;

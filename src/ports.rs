@@ -295,11 +295,6 @@ pub trait Queue: Send + Sync {
         &self,
         receipt_handles: &[String],
     ) -> Result<Vec<BatchFailure>, DownstreamError>;
-    /// Deletes up to 10 messages in one call; returns the entries that failed.
-    async fn delete_batch(
-        &self,
-        receipt_handles: &[String],
-    ) -> Result<Vec<BatchFailure>, DownstreamError>;
     async fn change_visibility(
         &self,
         receipt_handle: &str,

@@ -509,12 +509,12 @@ async fn queue_scenario(queue: &SqsQueue) -> Result<(), String> {
         .await
         .map_err(|e| format!("dead_letter: {e}"))?;
     let failures = queue
-        .delete_batch(&[
+        .delete_messages(&[
             got[0].receipt_handle.clone(),
             again[0].receipt_handle.clone(),
         ])
         .await
-        .map_err(|e| format!("delete_batch: {e}"))?;
+        .map_err(|e| format!("delete_messages: {e}"))?;
     assert!(failures.is_empty(), "{failures:?}");
     assert!(
         queue

@@ -267,13 +267,6 @@ impl Queue for SqsQueue {
             .await
     }
 
-    async fn delete_batch(
-        &self,
-        receipt_handles: &[String],
-    ) -> Result<Vec<BatchFailure>, DownstreamError> {
-        self.delete_from(&self.queue_url, receipt_handles).await
-    }
-
     async fn delete_messages(
         &self,
         receipt_handles: &[String],

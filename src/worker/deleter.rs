@@ -114,7 +114,7 @@ fn is_permanent(failure: &BatchFailure) -> bool {
 pub(crate) async fn flush(queue: &dyn Queue, stats: &WorkerStats, mut entries: Vec<String>) {
     let mut delays = backoff::sqs_call().build();
     while !entries.is_empty() {
-        match queue.delete_batch(&entries).await {
+        match queue.delete_messages(&entries).await {
             Ok(failures) => {
                 let mut again = Vec::new();
                 for failure in failures {

@@ -535,55 +535,10 @@ fn rejected(op: QueueOp, code: &str, message: &str) -> DownstreamError {
     )
 }
 
-#[async_trait]
-impl Queue for MemoryQueue {
-    async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError> {
-        self.receive_holding(max, wait, None).await
-    }
-
-    async fn receive_and_hold(
-        &self,
-        max: u8,
-        wait: Duration,
-        hold: Duration,
-    ) -> Result<Vec<QueueMessage>, DownstreamError> {
-        self.receive_holding(max, wait, Some(hold)).await
-    }
-
-    async fn send_messages(
-        &self,
-        mut entries: Vec<OutgoingMessage>,
-    ) -> Result<Vec<BatchFailure>, DownstreamError> {
-        let mut failures = Vec::new();
-        let mut offset = 0;
-        while !entries.is_empty() {
-            let rest = entries.split_off(entries.len().min(MAX_BATCH));
-            let n = entries.len();
-            for mut f in self.send_batch(entries).await? {
-                f.index += offset;
-                failures.push(f);
-            }
-            offset += n;
-            entries = rest;
-        }
-        Ok(failures)
-    }
-
-    async fn delete_messages(
-        &self,
-        receipt_handles: &[String],
-    ) -> Result<Vec<BatchFailure>, DownstreamError> {
-        let mut failures = Vec::new();
-        for (chunk_no, chunk) in receipt_handles.chunks(MAX_BATCH).enumerate() {
-            for mut f in self.delete_batch(chunk).await? {
-                f.index += chunk_no * MAX_BATCH;
-                failures.push(f);
-            }
-        }
-        Ok(failures)
-    }
-
-    async fn delete_batch(
+impl MemoryQueue {
+    /// One `DeleteMessageBatch` as SQS answers it: 1 to 10 entries (else the whole call is
+    /// refused), failures by index. `delete_messages` sends any number through it in tens.
+    pub async fn delete_batch(
         &self,
         receipt_handles: &[String],
     ) -> Result<Vec<BatchFailure>, DownstreamError> {
@@ -627,6 +582,55 @@ impl Queue for MemoryQueue {
                     message: "The receipt handle is not valid for this message".into(),
                     sender_fault: true,
                 }),
+            }
+        }
+        Ok(failures)
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn receive(&self, max: u8, wait: Duration) -> Result<Vec<QueueMessage>, DownstreamError> {
+        self.receive_holding(max, wait, None).await
+    }
+
+    async fn receive_and_hold(
+        &self,
+        max: u8,
+        wait: Duration,
+        hold: Duration,
+    ) -> Result<Vec<QueueMessage>, DownstreamError> {
+        self.receive_holding(max, wait, Some(hold)).await
+    }
+
+    async fn send_messages(
+        &self,
+        mut entries: Vec<OutgoingMessage>,
+    ) -> Result<Vec<BatchFailure>, DownstreamError> {
+        let mut failures = Vec::new();
+        let mut offset = 0;
+        while !entries.is_empty() {
+            let rest = entries.split_off(entries.len().min(MAX_BATCH));
+            let n = entries.len();
+            for mut f in self.send_batch(entries).await? {
+                f.index += offset;
+                failures.push(f);
+            }
+            offset += n;
+            entries = rest;
+        }
+        Ok(failures)
+    }
+
+    async fn delete_messages(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<BatchFailure>, DownstreamError> {
+        let mut failures = Vec::new();
+        for (chunk_no, chunk) in receipt_handles.chunks(MAX_BATCH).enumerate() {
+            for mut f in self.delete_batch(chunk).await? {
+                f.index += chunk_no * MAX_BATCH;
+                failures.push(f);
             }
         }
         Ok(failures)

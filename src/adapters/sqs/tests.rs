@@ -210,7 +210,7 @@ async fn delete_batch_reports_partial_failures_by_index() {
                 .expect("output")
         });
     let handles = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-    let failures = queue(&[&rule]).delete_batch(&handles).await.unwrap();
+    let failures = queue(&[&rule]).delete_messages(&handles).await.unwrap();
     assert_eq!(
         failures,
         vec![BatchFailure {
@@ -244,14 +244,14 @@ async fn delete_batch_splits_into_tens_and_offsets_indexes() {
         .expect("output")
     });
     let handles: Vec<String> = (0..12).map(|i| format!("h{i}")).collect();
-    let failures = queue(&[&rule]).delete_batch(&handles).await.unwrap();
+    let failures = queue(&[&rule]).delete_messages(&handles).await.unwrap();
     assert_eq!(
         failures.iter().map(|f| f.index).collect::<Vec<_>>(),
         [9, 11]
     );
     assert_eq!(rule.num_calls(), 2);
     assert!(
-        queue(&[]).delete_batch(&[]).await.unwrap().is_empty(),
+        queue(&[]).delete_messages(&[]).await.unwrap().is_empty(),
         "nothing to delete makes no call"
     );
 }
