@@ -102,7 +102,8 @@ pub enum Removal {
 pub const ENABLE_OPERATION: &str = "AdminEnableUser";
 
 /// Whether an error of a guarded operation may have left the user disabled (its re-enable
-/// failed): the caller keeps its lease, so the next attempt calls [`Directory::lift_hold`].
+/// failed): the caller leaves its lease on the record, run out, so the next attempt calls
+/// [`Directory::lift_hold`].
 pub fn left_on_hold(err: &DownstreamError) -> bool {
     err.operation == ENABLE_OPERATION
 }

@@ -329,8 +329,13 @@ impl InviteService {
         let remaining =
             Duration::try_from(until - now).unwrap_or(Duration::ZERO) + Duration::from_secs(1);
         let age = now - (until - lease);
-        if age < lease / 2 {
-            remaining.min(Duration::from_secs(YOUNG_LEASE_RETRY_SECONDS))
+        let young = Duration::from_secs(YOUNG_LEASE_RETRY_SECONDS);
+        if age < lease / 2 && remaining > young * 2 {
+            young
+        } else if age < lease / 2 {
+            // Looking again after `young` would come back just before the lease ends and spend
+            // one more attempt: wait it out instead.
+            remaining
         } else {
             remaining.min(Duration::from_secs(MAX_BUSY_WAIT_SECONDS))
         }
@@ -585,8 +590,12 @@ impl InviteService {
             Ok(finish) => self.finish(rec, from, finish, req, now).await,
             Err(e) => {
                 if e.leaves_user_on_hold() {
-                    // A user this attempt disabled could not be re-enabled: the lease stays, so
-                    // the next attempt finds it stale and lifts the hold first.
+                    // A user this attempt disabled could not be re-enabled: the lease stays on
+                    // the record as a marker, already run out, so the next attempt (this
+                    // message's retry or any other event) claims at once and lifts the hold
+                    // first. A live lease here would make every retry wait it out, each wait
+                    // spending one of the message's attempts.
+                    self.mark_on_hold(rec).await;
                     return Err(Step::Failed(e));
                 }
                 if let (true, Some(code)) = (opening, e.rejection_code()) {
@@ -749,6 +758,19 @@ impl InviteService {
     }
 
     /// Gives up the lease after a transient failure so the retry need not wait for it to expire.
+    /// Leaves a run-out lease on `rec`: nobody waits for it, and the next claim sees that the
+    /// last attempt was interrupted (and lifts the hold on its user).
+    async fn mark_on_hold(&self, mut rec: Invite) {
+        let now = self.clock.now();
+        if let Some(lease) = rec.lease.as_mut() {
+            lease.until = now;
+        }
+        bump(&mut rec, now);
+        if let Err(e) = self.store.save(&rec).await {
+            warn!(invite_id = %rec.invite_id, error = %e, "could not end the lease of an invite whose user is on hold; it expires by itself");
+        }
+    }
+
     async fn release(&self, mut rec: Invite) {
         rec.lease = None;
         bump(&mut rec, self.clock.now());

@@ -4,7 +4,7 @@
 use serde_json::json;
 use time::macros::datetime;
 
-use super::test_world::{world_with, World, POOL};
+use super::test_world::{world_with, world_with_lease, World, POOL};
 use crate::domain::{EmailAddress, InviteId, InviteStatus};
 use crate::error::{Disposition, ErrorKind, Service};
 use crate::ports::{Directory, UserStatus};
@@ -537,4 +537,29 @@ async fn a_busy_invite_is_retried_soon_while_the_lease_is_young_and_at_its_end_w
         .handle_body(&request("e1", "jane@example.com"))
         .await;
     assert_eq!(after(d), Some(std::time::Duration::from_secs(21)));
+}
+
+#[tokio::test]
+async fn a_young_lease_close_to_its_end_is_waited_out_not_looked_at_just_before() {
+    // Seen in CI: a 10 s lease, 4.3 s old, looked at again after 5 s, came back 0.3 s before
+    // it ended and spent one more of the message's attempts.
+    let w = world_with_lease(std::time::Duration::from_secs(10));
+    w.store
+        .faults
+        .fail_nth("PutItem", 2, ErrorKind::Unavailable);
+    w.service
+        .handle_body(&request("e1", "jane@example.com"))
+        .await;
+    w.clock.advance(time::Duration::milliseconds(4300));
+    let d = w
+        .service
+        .handle_body(&request("e1", "jane@example.com"))
+        .await;
+    match d {
+        Disposition::Retry { after, .. } => {
+            let after = after.expect("a delay");
+            assert!(after >= std::time::Duration::from_millis(5700), "{after:?}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

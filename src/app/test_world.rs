@@ -60,16 +60,21 @@ impl Composer for BreakableComposer {
 
 /// A world whose service publishes lifecycle events to `publisher` when `publishing`.
 pub fn world_with(publishing: bool) -> World {
-    world_from(publishing, None)
+    world_from(publishing, None, Duration::from_secs(120))
+}
+
+/// A world whose service claims invites with leases of `lease`.
+pub fn world_with_lease(lease: Duration) -> World {
+    world_from(false, None, lease)
 }
 
 /// A world whose service reads the pool profile through the production cache (on the world's
 /// clock), kept for at most `max_age`.
 pub fn world_with_cached_profile(max_age: Duration) -> World {
-    world_from(false, Some(max_age))
+    world_from(false, Some(max_age), Duration::from_secs(120))
 }
 
-fn world_from(publishing: bool, profile_max_age: Option<Duration>) -> World {
+fn world_from(publishing: bool, profile_max_age: Option<Duration>, lease: Duration) -> World {
     let store = Arc::new(MemoryStore::new());
     let dir = Arc::new(MemoryDirectory::new(reference_pool()));
     let mailer = Arc::new(MemoryMailer::new());
@@ -93,7 +98,7 @@ fn world_from(publishing: bool, profile_max_age: Option<Duration>) -> World {
         ServiceConfig {
             user_pool_id: POOL.into(),
             default_expiry_days: 7,
-            lease: Duration::from_secs(120),
+            lease,
             redirect_hosts: RedirectHosts::only(&["app.example.com"]),
         },
     );
