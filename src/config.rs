@@ -23,6 +23,8 @@ pub struct Settings {
     #[serde(default)]
     pub events: EventsSettings,
     #[serde(default)]
+    pub feedback: FeedbackSettings,
+    #[serde(default)]
     pub log: LogSettings,
     #[serde(default)]
     pub http: HttpSettings,
@@ -149,10 +151,26 @@ pub struct EmailSettings {
     pub smtp: SmtpSettings,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SesSettings {
     #[serde(default)]
     pub configuration_set: Option<String>,
+    /// Read the account's suppression list before creating an invite's user.
+    #[serde(default = "yes")]
+    pub check_suppression_list: bool,
+}
+
+impl Default for SesSettings {
+    fn default() -> Self {
+        Self {
+            configuration_set: None,
+            check_suppression_list: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -204,6 +222,34 @@ pub struct EventsSettings {
     /// Outbound lifecycle-events queue; empty is off.
     #[serde(default)]
     pub outbound_queue_url: String,
+}
+
+/// SES sending events in (bounces, complaints, deliveries): docs/lifecycle.md.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct FeedbackSettings {
+    /// The queue the sending events arrive on; empty is off.
+    #[serde(default)]
+    pub queue_url: String,
+    /// Where an unreadable feedback message goes.
+    #[serde(default)]
+    pub dlq_url: String,
+    /// Names bootstrap gives the queue (and `<name>-dlq`) and the SNS topic.
+    #[serde(default = "default_feedback_name")]
+    pub name: String,
+}
+
+fn default_feedback_name() -> String {
+    "invite-worker-feedback".into()
+}
+
+impl Default for FeedbackSettings {
+    fn default() -> Self {
+        Self {
+            queue_url: String::new(),
+            dlq_url: String::new(),
+            name: default_feedback_name(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

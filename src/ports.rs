@@ -188,6 +188,10 @@ pub struct OutgoingMail {
     pub html: String,
     /// Extra headers for tracing a mail back to its invite (`X-Invite-Id`).
     pub headers: Vec<(String, String)>,
+    /// Message tags (SES `EmailTags`): the invite id, its generation and the kind of mail
+    /// ([`crate::domain::feedback`]), so SES's sending events lead back to the invite without a
+    /// scan. SMTP has no tags; the headers carry the same.
+    pub tags: Vec<(String, String)>,
 }
 
 impl fmt::Debug for OutgoingMail {
@@ -203,6 +207,54 @@ impl fmt::Debug for OutgoingMail {
 pub trait Mailer: Send + Sync {
     /// Sends `mail`; returns the transport's message id.
     async fn send(&self, mail: &OutgoingMail) -> Result<String, DownstreamError>;
+}
+
+/// Why an address is on the account's suppression list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuppressionReason {
+    Bounce,
+    Complaint,
+}
+
+impl SuppressionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressionReason::Bounce => "BOUNCE",
+            SuppressionReason::Complaint => "COMPLAINT",
+        }
+    }
+}
+
+/// An address SES will not send to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suppressed {
+    pub reason: SuppressionReason,
+    /// When SES last put or confirmed it on the list.
+    pub since: Option<OffsetDateTime>,
+}
+
+/// The account-level suppression list (SES v2 `GetSuppressedDestination`), read before an invite
+/// creates its user: a suppressed address is `undeliverable` at once. Over SMTP there is no such
+/// list ([`NoSuppressionList`]).
+#[async_trait]
+pub trait SuppressionList: Send + Sync {
+    /// `Some` if `email` is on the list.
+    async fn suppressed(&self, email: &EmailAddress)
+        -> Result<Option<Suppressed>, DownstreamError>;
+}
+
+/// No suppression list (SMTP, or `email.ses.check_suppression_list = false`): nothing is suppressed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoSuppressionList;
+
+#[async_trait]
+impl SuppressionList for NoSuppressionList {
+    async fn suppressed(
+        &self,
+        _email: &EmailAddress,
+    ) -> Result<Option<Suppressed>, DownstreamError> {
+        Ok(None)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

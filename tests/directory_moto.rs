@@ -394,6 +394,7 @@ async fn ses_mailer_against_moto() {
         subject: format!("You're invited {tag}"),
         text: "Your temporary password is in here".into(),
         html: "<p>Your temporary password is in here</p>".into(),
+        tags: Vec::new(),
         headers: vec![("X-Invite-Id".into(), format!("inv-{tag}"))],
     };
     let mailer = SesMailer::new(ses.clone(), Some(configuration_set));

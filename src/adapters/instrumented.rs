@@ -377,6 +377,7 @@ mod tests {
             subject: "s".into(),
             text: "t".into(),
             html: "h".into(),
+            tags: Vec::new(),
             headers: vec![],
         }
     }

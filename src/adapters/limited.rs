@@ -443,6 +443,7 @@ mod tests {
             subject: "Welcome".into(),
             text: "hi".into(),
             html: "<p>hi</p>".into(),
+            tags: Vec::new(),
             headers: Vec::new(),
         };
         let start = Instant::now();
@@ -467,6 +468,7 @@ mod tests {
             subject: "s".into(),
             text: "t".into(),
             html: "h".into(),
+            tags: Vec::new(),
             headers: Vec::new(),
         };
         let start = Instant::now();
@@ -516,6 +518,7 @@ mod tests {
             subject: "s".into(),
             text: "t".into(),
             html: "h".into(),
+            tags: Vec::new(),
             headers: Vec::new(),
         }
     }

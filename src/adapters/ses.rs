@@ -142,6 +142,7 @@ mod tests {
             subject: "You're invited".into(),
             text: "Your temporary password is Secret-1".into(),
             html: "<p>Your temporary password is Secret-1</p>".into(),
+            tags: Vec::new(),
             headers: vec![("X-Invite-Id".into(), "inv-1".into())],
         }
     }

@@ -192,6 +192,7 @@ mod tests {
             subject: "Einladung für Zoë".into(),
             text: "Hello\nTemporary password: Secret-Pa55word!\n".into(),
             html: "<p>Hello</p><p>Secret-Pa55word!</p>".into(),
+            tags: Vec::new(),
             headers: vec![(
                 "X-Invite-Id".into(),
                 "11111111-2222-4333-8444-555555555555".into(),

@@ -26,6 +26,17 @@ impl MailKind {
     }
 }
 
+/// The SES message tags every mail carries ([`crate::domain::feedback`]): SES's sending events
+/// name the invite and generation they are about, and which mail it was.
+pub fn mail_tags(kind: MailKind, invite: &Invite) -> Vec<(String, String)> {
+    use crate::domain::feedback::{TAG_GENERATION, TAG_INVITE_ID, TAG_MAIL_KIND};
+    vec![
+        (TAG_INVITE_ID.into(), invite.invite_id.to_string()),
+        (TAG_GENERATION.into(), invite.generation.to_string()),
+        (TAG_MAIL_KIND.into(), kind.as_str().into()),
+    ]
+}
+
 pub trait Composer: Send + Sync {
     /// Renders the email of `kind` for `invite`. The error is a message for operators (a template
     /// error names its file and line); it never contains the password.
@@ -60,6 +71,7 @@ impl Composer for PlainComposer {
             text: format!("Username: {}\nTemporary password: {pw}\n", invite.username),
             html: format!("<p>Temporary password: <code>{pw}</code></p>"),
             headers: vec![("X-Invite-Id".into(), invite.invite_id.to_string())],
+            tags: mail_tags(kind, invite),
         })
     }
 }

@@ -53,6 +53,7 @@ impl Composer for TemplateComposer {
                 ("X-Invite-Id".into(), invite.invite_id.to_string()),
                 ("X-Invite-Generation".into(), invite.generation.to_string()),
             ],
+            tags: super::compose::mail_tags(kind, invite),
         })
     }
 }

@@ -4,6 +4,7 @@ pub mod email;
 pub mod event;
 #[cfg(test)]
 mod event_tests;
+pub mod feedback;
 pub mod invite;
 pub mod password;
 pub mod pool;

@@ -186,6 +186,7 @@ mod tests {
             subject: "You're invited to Acme Cloud".into(),
             text: "Hello Jane\nTemporary password: Abc-123-xyz\n".into(),
             html: "<p>Hello Jane</p>".into(),
+            tags: Vec::new(),
             headers: vec![(
                 "X-Invite-Id".into(),
                 "7f0c6a1e-0000-4000-8000-000000000001".into(),

@@ -10,6 +10,7 @@ pub mod publisher;
 pub mod queue;
 pub mod queues;
 pub mod store;
+pub mod suppression;
 
 pub use budget::MemoryRateBudget;
 pub use clock::ManualClock;
@@ -19,3 +20,4 @@ pub use mailer::MemoryMailer;
 pub use publisher::MemoryPublisher;
 pub use queues::MemoryQueues;
 pub use store::MemoryStore;
+pub use suppression::MemorySuppressionList;
