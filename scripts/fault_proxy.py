@@ -37,6 +37,11 @@ competitor's `competitor_allowed` / `competitor_throttled`, and `allowed_at` / `
 concurrent updates of one item without a lock (two `ADD`s can both read the old value), where
 DynamoDB applies them atomically; the fleet's shared rate budget relies on that.
 
+`"suppressed": {"jane@example.com": "BOUNCE"}` plays the SES account-level suppression list,
+which moto lacks: `GetSuppressedDestination` for a listed address is answered the way SES
+answers it (200, `SuppressedDestination` with the reason); any other address goes to moto, whose
+404 means "not on the list".
+
 Configuration is JSON, e.g.
   {"seed": 7, "services": {"cognito": {"throttle": 0.07, "error5xx": 0.07, "drop": 0.06},
                            "ses": {"down": true}}}
@@ -395,6 +400,23 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             conn.close()
 
+    def suppressed_answer(self):
+        """SES v2 GetSuppressedDestination's answer for a listed address, else None."""
+        prefix = "/v2/email/suppression/addresses/"
+        if self.command != "GET" or not self.path.startswith(prefix):
+            return None
+        address = urllib.parse.unquote(self.path[len(prefix):].split("?")[0]).lower()
+        with self.server.faults.lock:
+            listed = {k.lower(): v for k, v in self.server.faults.config.get("suppressed", {}).items()}
+        if address not in listed:
+            return None
+        return {"SuppressedDestination": {
+            "EmailAddress": address,
+            "Reason": listed[address],
+            "LastUpdateTime": int(time.time()) - 3600,
+            "Attributes": {"MessageId": "0100018c-suppressed", "FeedbackId": "0100018c-feedback"},
+        }}
+
     def handle_any(self):
         body = self.read_body()
         if self.path.startswith("/__"):
@@ -407,6 +429,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(502, {"error": "upstream unreachable"})
             return self.send_raw(*answer)
         faults.count(service, "calls", op)
+        suppressed = self.suppressed_answer()
+        if suppressed is not None:
+            faults.count(service, "suppressed")
+            return self.send_json(200, suppressed)
         if not faults.admit(service, op):
             faults.count(service, "quota_throttled")
             with faults.lock:

@@ -112,58 +112,6 @@ async fn password_works(env: &Env, username: &str, password: &str) -> bool {
         .is_ok()
 }
 
-/// Every lifecycle event on the test's events queue so far (received and deleted), by recipient.
-async fn lifecycle_events(env: &Env, seen: &mut Vec<Value>) -> BTreeMap<String, Vec<String>> {
-    let sqs = aws_sdk_sqs::Client::new(&wiring::sdk_config().await);
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(&env.settings.events.outbound_queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .expect("receive from the events queue");
-        if out.messages().is_empty() {
-            break;
-        }
-        for m in out.messages() {
-            let body: Value = serde_json::from_str(m.body().unwrap_or_default()).expect("JSON");
-            let attr = m
-                .message_attributes()
-                .and_then(|a| a.get("event_type"))
-                .and_then(|v| v.string_value())
-                .map(str::to_string);
-            assert_eq!(
-                attr.as_deref(),
-                body["type"].as_str(),
-                "event_type attribute"
-            );
-            seen.push(body);
-            sqs.delete_message()
-                .queue_url(&env.settings.events.outbound_queue_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
-    // At least once: a re-publication carries the same id; count each id once.
-    let mut ids = std::collections::BTreeSet::new();
-    let mut by_email: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for e in seen.iter() {
-        if !ids.insert(e["id"].as_str().unwrap_or_default().to_string()) {
-            continue;
-        }
-        by_email
-            .entry(e["data"]["email"].as_str().unwrap_or_default().to_string())
-            .or_default()
-            .push(e["type"].as_str().unwrap_or_default().to_string());
-    }
-    by_email
-}
-
 /// Runs the real binary as a scheduler would: `invite-worker <args> --json`.
 async fn cli(env: &Env, args: &[&str]) -> (i32, Value) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -66,6 +66,7 @@ pub async fn bootstrapped_named(
     settings.queue.name = name.clone();
     settings.table.name = format!("{name}-invites");
     settings.cognito.user_pool_name = format!("{name}-pool");
+    settings.feedback.name = format!("{name}-feedback");
     settings.queue.wait_seconds = 1;
     settings.queue.retry_base_seconds = 1;
     settings.queue.retry_max_seconds = 2;
@@ -84,6 +85,7 @@ pub async fn bootstrapped_named(
     loaded.queue.name = settings.queue.name.clone();
     loaded.table.name = settings.table.name.clone();
     loaded.cognito.user_pool_name = settings.cognito.user_pool_name.clone();
+    loaded.feedback.name = settings.feedback.name.clone();
     loaded.queue.wait_seconds = 1;
     loaded.queue.retry_base_seconds = 1;
     loaded.queue.retry_max_seconds = 2;
@@ -461,4 +463,61 @@ impl Drop for SmtpSink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every lifecycle event on the test's events queue so far (received and deleted), by recipient.
+pub async fn lifecycle_events(
+    env: &Env,
+    seen: &mut Vec<serde_json::Value>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let sqs = aws_sdk_sqs::Client::new(&wiring::sdk_config().await);
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&env.settings.events.outbound_queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive from the events queue");
+        if out.messages().is_empty() {
+            break;
+        }
+        for m in out.messages() {
+            let body: serde_json::Value =
+                serde_json::from_str(m.body().unwrap_or_default()).expect("JSON");
+            let attr = m
+                .message_attributes()
+                .and_then(|a| a.get("event_type"))
+                .and_then(|v| v.string_value())
+                .map(str::to_string);
+            assert_eq!(
+                attr.as_deref(),
+                body["type"].as_str(),
+                "event_type attribute"
+            );
+            seen.push(body);
+            sqs.delete_message()
+                .queue_url(&env.settings.events.outbound_queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    // At least once: a re-publication carries the same id; count each id once.
+    let mut ids = std::collections::BTreeSet::new();
+    let mut by_email: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for e in seen.iter() {
+        if !ids.insert(e["id"].as_str().unwrap_or_default().to_string()) {
+            continue;
+        }
+        by_email
+            .entry(e["data"]["email"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .push(e["type"].as_str().unwrap_or_default().to_string());
+    }
+    by_email
 }
