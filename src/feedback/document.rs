@@ -325,16 +325,17 @@ fn timestamp<'a>(
 /// Free text from a receiving server: control characters become spaces, cut to
 /// [`MAX_TEXT_CHARS`] characters.
 fn text(s: &str) -> String {
-    s.chars()
-        .take(MAX_TEXT_CHARS)
-        .map(|c| if forbidden_char(c) { ' ' } else { c })
-        .collect()
+    cleaned(s, MAX_TEXT_CHARS, ' ')
 }
 
 /// Input echoed in a reason: at most `max` characters, control characters as `?`.
 pub(super) fn printable(s: &str, max: usize) -> String {
+    cleaned(s, max, '?')
+}
+
+fn cleaned(s: &str, max: usize, instead: char) -> String {
     s.chars()
         .take(max)
-        .map(|c| if forbidden_char(c) { '?' } else { c })
+        .map(|c| if forbidden_char(c) { instead } else { c })
         .collect()
 }
