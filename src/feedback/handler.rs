@@ -54,12 +54,12 @@ const COMPLAINT_TYPES: [&str; 6] = [
 ];
 const UNRECOGNISED: &str = "unrecognised";
 
-pub struct FeedbackHandler<T: FeedbackTarget> {
+pub struct FeedbackHandler<T: FeedbackTarget + ?Sized> {
     target: Arc<T>,
     observer: Arc<Observer>,
 }
 
-impl<T: FeedbackTarget> FeedbackHandler<T> {
+impl<T: FeedbackTarget + ?Sized> FeedbackHandler<T> {
     /// Applies feedback to `target`, counting it where `observer` keeps the downstream metrics
     /// (so it shows on `/metrics`).
     pub fn new(target: Arc<T>, observer: Arc<Observer>) -> Self {
@@ -133,7 +133,7 @@ impl<T: FeedbackTarget> FeedbackHandler<T> {
 }
 
 #[async_trait]
-impl<T: FeedbackTarget + 'static> MessageHandler for FeedbackHandler<T> {
+impl<T: FeedbackTarget + ?Sized + 'static> MessageHandler for FeedbackHandler<T> {
     async fn handle(&self, message: &QueueMessage) -> Disposition {
         self.handle_body(&message.body).await
     }

@@ -225,3 +225,62 @@ fn metric_labels_carry_only_known_codes() {
         ("DeliveryDelay", "", "")
     );
 }
+
+/// Every fixture and some garbage through the real worker loop on the in-memory queue: the
+/// feedback reaches the target (an outage retried, not dead-lettered), the ignorable messages
+/// are acked, only the garbage is dead-lettered, on its first delivery, and nothing is left.
+#[tokio::test(start_paused = true)]
+async fn through_the_worker_loop_only_garbage_is_dead_lettered() {
+    use crate::adapters::memory::queue::MemoryQueue;
+    use crate::feedback::parse_tests::FIXTURES;
+    use crate::ports::Queue;
+    use crate::worker::{Worker, WorkerOptions};
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    let outage = DownstreamError::new(
+        Service::Cognito,
+        "AdminDeleteUser",
+        ErrorKind::Throttled,
+        "slow down",
+    );
+    let target = FakeTarget::answering(vec![Err(HandleError::Transient(outage))]);
+    let (handler, observer) = handler(&target);
+    let queue = Arc::new(MemoryQueue::standard());
+    for body in FIXTURES {
+        queue.push(body.to_string());
+    }
+    let garbage = [
+        "",
+        "{",
+        r#"{"Type":"Notification","Message":"{\"eventType\":\"Bounce\",\"mail\":{\"tags\":{\"invite_id\":[\"x\"]}}}"}"#,
+        r#"{"detail-type":"Email Bounced","source":"aws.ses","detail":{"eventType":"Bounce"}}"#,
+    ];
+    for body in garbage {
+        queue.push(body.to_string());
+    }
+    let options = WorkerOptions {
+        concurrency: 4,
+        wait: Duration::from_secs(1),
+        until_idle: Some(3),
+        ..WorkerOptions::default()
+    };
+    let worker = Worker::new(queue.clone() as Arc<dyn Queue>, Arc::new(handler), options);
+    let summary = worker.run(CancellationToken::new()).await;
+
+    assert_eq!(summary.handler_panics, 0, "{summary:?}");
+    assert!(queue.is_empty() && queue.in_flight_len() == 0);
+    let dead = queue.dead_letters();
+    let mut dead_bodies: Vec<&str> = dead.iter().map(|(m, _)| m.body.as_str()).collect();
+    dead_bodies.sort();
+    let mut want = garbage.to_vec();
+    want.sort();
+    assert_eq!(dead_bodies, want);
+    for (_, why) in &dead {
+        assert_eq!(why.reason_code, INVALID_FEEDBACK);
+        assert_eq!(why.attempts, 1);
+    }
+    // 15 of the fixtures are feedback; the first call met the outage and was tried again.
+    assert_eq!(target.calls().len(), 16);
+    assert_eq!(observer.downstream().feedback().values().sum::<u64>(), 15);
+}

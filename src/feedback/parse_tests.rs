@@ -20,8 +20,8 @@ macro_rules! fixture {
     };
 }
 
-/// Every fixture, for the garbling loop.
-const FIXTURES: [&str; 18] = [
+/// Every fixture (the handler's worker-loop test uses them too).
+pub(super) const FIXTURES: [&str; 18] = [
     fixture!("bounce-permanent.raw"),
     fixture!("bounce-permanent.sns"),
     fixture!("bounce-permanent.eventbridge"),
