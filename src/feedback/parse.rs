@@ -94,15 +94,38 @@ fn eventbridge(event: &Map<String, Value>) -> Result<Parsed, ParseError> {
     }
     let detail = object(event, "detail", "detail")?;
     if detail.contains_key("eventType") || detail.contains_key("notificationType") {
-        feedback_of(detail)
-    } else {
+        return feedback_of(detail);
+    }
+    // A detail without its event type: the detail-type says it.
+    let implied = match event.get("detail-type") {
+        Some(Value::String(t)) => EVENTBRIDGE_TYPES
+            .iter()
+            .find(|(detail_type, _)| detail_type == t)
+            .map(|(_, event_type)| *event_type),
+        _ => None,
+    };
+    match implied {
+        Some(event_type) => {
+            let mut detail = detail.clone();
+            detail.insert("eventType".into(), Value::String(event_type.into()));
+            feedback_of(&detail)
+        }
         // SES's other EventBridge events (Virtual Deliverability Manager advice, sending
         // status) are not about one email.
-        Ok(Parsed::Ignored {
+        None => Ok(Parsed::Ignored {
             reason: "SES EventBridge event that is not a sending event".into(),
-        })
+        }),
     }
 }
+
+/// EventBridge's `detail-type` of each SES sending event the worker acts on, and its `eventType`.
+const EVENTBRIDGE_TYPES: [(&str, &str); 5] = [
+    ("Email Bounced", "Bounce"),
+    ("Email Complaint Received", "Complaint"),
+    ("Email Delivered", "Delivery"),
+    ("Email Rejected", "Reject"),
+    ("Email Delivery Delayed", "DeliveryDelay"),
+];
 
 /// Text that must be a JSON object; `field` names it in the error.
 fn json_object(text: &str, field: &str) -> Result<Map<String, Value>, ParseError> {

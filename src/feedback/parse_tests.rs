@@ -222,6 +222,18 @@ fn a_delivery_delay() {
 }
 
 #[test]
+fn an_eventbridge_detail_without_its_event_type_takes_it_from_the_detail_type() {
+    let mut event: Value = serde_json::from_str(fixture!("bounce-permanent.eventbridge")).unwrap();
+    event["detail"].as_object_mut().unwrap().remove("eventType");
+    assert_eq!(
+        feedback(&event.to_string()),
+        feedback(fixture!("bounce-permanent.raw"))
+    );
+    event["detail-type"] = Value::String("Email Opened".into());
+    assert!(ignored(&event.to_string()).contains("not a sending event"));
+}
+
+#[test]
 fn an_identity_notification_finds_the_invite_by_its_headers() {
     let f = feedback(fixture!("notification-bounce.sns"));
     let id = "0102019abcaa0a00-3d4e5f6a-7b8c-4d9e-f5a0-2b3c4d5e6f7a-000000";
