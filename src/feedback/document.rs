@@ -134,6 +134,7 @@ fn kind_of<'a>(
             let (at, text) = timestamp(mail, "mail.timestamp")?;
             Ok((FeedbackKind::Reject { reason }, at, text, None))
         }
+        // `DeliveryDelay`, the last of ACTED_ON (the caller passes no other type).
         _ => {
             let d = object(doc, "deliveryDelay", "deliveryDelay")?;
             let delay_type = code(d, "delayType", "deliveryDelay.delayType")?.to_string();
