@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feedback;
 pub mod lifecycle;
 pub mod mail;
 pub mod observe;

@@ -82,7 +82,12 @@ pub struct DownstreamMetrics {
     calls: Mutex<BTreeMap<(Service, &'static str, CallResult), u64>>,
     durations: Mutex<BTreeMap<CallKey, LatencyHistogram>>,
     transitions: Mutex<BTreeMap<&'static str, u64>>,
+    feedback: Mutex<BTreeMap<FeedbackKey, u64>>,
 }
+
+/// `mail_feedback_total`'s labels: event type, bounce type, sub-type (codes; see
+/// `crate::feedback::handler::metric_labels`).
+type FeedbackKey = (&'static str, &'static str, &'static str);
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -109,6 +114,23 @@ impl DownstreamMetrics {
     /// Counts an invite status change written to the store.
     pub fn record_transition(&self, to: &'static str) {
         *locked(&self.transitions).entry(to).or_default() += 1;
+    }
+
+    /// Counts one SES sending event applied to an invite.
+    pub fn record_feedback(
+        &self,
+        event_type: &'static str,
+        bounce_type: &'static str,
+        sub_type: &'static str,
+    ) {
+        *locked(&self.feedback)
+            .entry((event_type, bounce_type, sub_type))
+            .or_default() += 1;
+    }
+
+    /// Mail feedback so far per (event type, bounce type, sub-type).
+    pub fn feedback(&self) -> BTreeMap<FeedbackKey, u64> {
+        locked(&self.feedback).clone()
     }
 
     /// Calls so far per (service, operation, result).
@@ -177,6 +199,7 @@ pub const FAMILIES: &[&str] = &[
     "downstream_call_duration_seconds",
     "downstream_throttles_total",
     "invite_transitions_total",
+    "mail_feedback_total",
     "circuit_open",
 ];
 
@@ -217,6 +240,7 @@ struct Page {
     calls: BTreeMap<(Service, &'static str, CallResult), u64>,
     durations: Vec<(CallKey, HistogramValues)>,
     transitions: BTreeMap<&'static str, u64>,
+    feedback: BTreeMap<FeedbackKey, u64>,
     circuits: Vec<(Service, bool)>,
 }
 
@@ -237,6 +261,7 @@ impl Page {
             calls: src.downstream.calls(),
             durations,
             transitions: src.downstream.transitions(),
+            feedback: src.downstream.feedback(),
             circuits: src
                 .circuits
                 .states()
@@ -418,6 +443,21 @@ impl prometheus_client::collector::Collector for Page {
             "invite_transitions",
             "Invite status changes written to the store, by new status.",
             self.transitions.iter().map(|(to, n)| ([("to", *to)], *n)),
+        )?;
+        labelled_counter(
+            &mut e,
+            "mail_feedback",
+            "SES sending events about invitation emails, applied to their invites, by event type, bounce type and sub-type (a complaint's feedback type).",
+            self.feedback.iter().map(|((event, bounce, sub), n)| {
+                (
+                    [
+                        ("event_type", *event),
+                        ("bounce_type", *bounce),
+                        ("sub_type", *sub),
+                    ],
+                    *n,
+                )
+            }),
         )?;
 
         let mut open = e.encode_descriptor(
@@ -609,6 +649,7 @@ mod tests {
             Duration::from_millis(5),
         );
         downstream.record_transition("sent");
+        downstream.record_feedback("Bounce", "Permanent", "General");
         let text = page(&stats, &downstream);
         for expected in [
             "invite_worker_build_info{version=\"1.2.3\"} 1",
@@ -628,6 +669,7 @@ mod tests {
             "invite_worker_downstream_throttles_total{service=\"ses\"} 1",
             "invite_worker_downstream_throttles_total{service=\"dynamodb\"} 0",
             "invite_worker_invite_transitions_total{to=\"sent\"} 1",
+            "invite_worker_mail_feedback_total{event_type=\"Bounce\",bounce_type=\"Permanent\",sub_type=\"General\"} 1",
             "invite_worker_circuit_open{service=\"cognito\"} 0",
             "invite_worker_seconds_since_progress 1.5",
         ] {
