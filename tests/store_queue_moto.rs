@@ -144,12 +144,14 @@ fn invite(
             reason: None,
             generation: 1,
             replay: None,
+            actor: None,
         }],
         version: 1,
         lease: None,
         outbox: vec![],
         reminded_generation: None,
         last_occurred_at: None,
+        mail: Default::default(),
     }
 }
 

@@ -42,6 +42,7 @@ fn cause<'a>(event_id: Option<&'a str>, replay: Option<&'a Replay>) -> Cause<'a>
         event_id,
         event_type: "invite.requested",
         replay,
+        actor: None,
     }
 }
 
