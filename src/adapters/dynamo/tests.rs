@@ -160,6 +160,7 @@ fn closed_invites_leave_the_open_index_and_get_a_ttl() {
         InviteStatus::Revoked,
         InviteStatus::Expired,
         InviteStatus::Failed,
+        InviteStatus::Undeliverable,
     ] {
         let closed = invite(status);
         let item = item::to_item(&closed, 4).unwrap();
