@@ -6,13 +6,14 @@
 //! complaints, facts). See docs/lifecycle.md, "Delivery awareness".
 
 use time::OffsetDateTime;
-use tracing::Instrument;
+use tracing::{info, Instrument};
 
 use super::handle_error::HandleError;
-use super::handler::{Handled, InviteService, Request};
+use super::handler::{Attempt, Handled, InviteService, Request, Step};
 use crate::domain::feedback::{FeedbackKind, MailFeedback};
-use crate::domain::state::Trigger;
-use crate::domain::{BounceDetail, InviteId};
+use crate::domain::record::{bump, history, remember};
+use crate::domain::state::{when_suppressed, Fact, Outcome, Trigger};
+use crate::domain::{BounceDetail, Invite, InviteId};
 use crate::ports::{Suppressed, SuppressionReason};
 
 impl InviteService {
@@ -55,6 +56,67 @@ impl InviteService {
             ..Request::bare(Some(&event_id), "operator.clear_complaint")
         };
         self.apply(id, Trigger::ComplaintCleared, &request).await
+    }
+
+    /// What `outcome` becomes if it would create a user for an address on the suppression list:
+    /// the closing outcome, its reason code and what the record keeps. `None` when it opens
+    /// nothing or the address is not suppressed. A failed check is a retry (the list is SES's).
+    pub(super) async fn suppressed(
+        &self,
+        id: InviteId,
+        outcome: &Outcome,
+        current: Option<&Invite>,
+        req: &Request<'_>,
+    ) -> Result<Option<(Outcome, &'static str, BounceDetail)>, HandleError> {
+        let Some(closed) = when_suppressed(outcome) else {
+            return Ok(None);
+        };
+        let Some(email) = current.map(|r| &r.email).or(req.email) else {
+            return Ok(None);
+        };
+        let Some(entry) = self.suppression.suppressed(email).await? else {
+            return Ok(None);
+        };
+        let (reason, detail) = suppression_detail(&entry, self.clock.now());
+        info!(invite_id = %id, reason, "address on the suppression list; the invite is undeliverable, no user is created");
+        Ok(Some((closed, reason, detail)))
+    }
+
+    /// Keeps a fact about the invite's mail in the record (one conditional write, no side
+    /// effects), with a history line and its lifecycle event.
+    pub(super) async fn remember(
+        &self,
+        at: &Attempt<'_>,
+        current: Option<Invite>,
+        fact: Fact,
+    ) -> Result<Handled, Step> {
+        let (req, now) = (at.req, at.now);
+        let Some(mut rec) = current else {
+            return self.note(at, None, "unknown_invite").await;
+        };
+        let (happened, feedback_type) = when_and_what(req.feedback, now);
+        let done = remember(&mut rec, fact, happened, feedback_type);
+        rec.push_history(history(
+            now,
+            Some(rec.status),
+            rec.status,
+            &req.cause(),
+            Some(done.reason.to_string()),
+            rec.generation,
+        ));
+        bump(&mut rec, now);
+        if let (Some(event_type), Some(outbox)) = (done.event_type, &self.outbox) {
+            outbox.queue_fact(&mut rec, event_type, now);
+        }
+        self.save(&rec).await?;
+        self.flush_outbox(rec.invite_id).await;
+        info!(invite_id = %rec.invite_id, event_id = req.event_id, status = %rec.status, outcome = done.reason, "mail fact recorded");
+        Ok(Handled {
+            outcome: done.reason,
+            invite_id: Some(rec.invite_id),
+            status: Some(rec.status),
+            changed: done.changed,
+        })
     }
 }
 

@@ -28,9 +28,9 @@ use crate::domain::event::{decode, EventBody, InboundEvent, InviteRef};
 use crate::domain::feedback::MailFeedback;
 use crate::domain::record::{
     bump, expiry, feedback_not_for_now, held_by_complaint, history, is_replay_of_seen, is_stale,
-    moot, new_record, record_finish, remember, reopen, stamp, Cause, Finish, Opening,
+    moot, new_record, record_finish, reopen, stamp, Cause, Finish, Opening,
 };
-use crate::domain::state::{decide, when_suppressed, Effect, Fact, Outcome, Trigger};
+use crate::domain::state::{decide, Effect, Outcome, Trigger};
 use crate::domain::PoolProfile;
 use crate::domain::RedirectHosts;
 use crate::domain::{
@@ -115,7 +115,7 @@ impl<'a> Request<'a> {
     }
 
     /// The event behind this request, as the record's history remembers it.
-    fn cause(&self) -> Cause<'a> {
+    pub(super) fn cause(&self) -> Cause<'a> {
         Cause {
             event_id: self.event_id,
             event_type: self.event_type,
@@ -127,13 +127,13 @@ impl<'a> Request<'a> {
 
 /// One attempt at applying a trigger to an invite (one turn of the conditional-write loop):
 /// what every step of it needs to know.
-struct Attempt<'a> {
-    id: InviteId,
-    req: &'a Request<'a>,
+pub(super) struct Attempt<'a> {
+    pub(super) id: InviteId,
+    pub(super) req: &'a Request<'a>,
     trigger: &'a Trigger,
     /// The lease token this handling claims the record with.
     token: &'a str,
-    now: OffsetDateTime,
+    pub(super) now: OffsetDateTime,
 }
 
 /// What the state machine decided for the attempt: the status to reach, whether a new generation
@@ -149,11 +149,11 @@ pub struct InviteService {
     directory: Arc<dyn Directory>,
     /// The *act* step: the effects on Cognito and the mailer.
     effects: Effects,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     config: ServiceConfig,
-    outbox: Option<Outbox>,
+    pub(super) outbox: Option<Outbox>,
     /// Read before an invite creates its user (SES's account-level suppression list).
-    suppression: Arc<dyn SuppressionList>,
+    pub(super) suppression: Arc<dyn SuppressionList>,
 }
 
 impl InviteService {
@@ -521,7 +521,7 @@ impl InviteService {
     }
 
     /// Records an event that changes nothing.
-    async fn note(
+    pub(super) async fn note(
         &self,
         at: &Attempt<'_>,
         current: Option<Invite>,
@@ -562,67 +562,6 @@ impl InviteService {
             invite_id: Some(rec.invite_id),
             status: Some(rec.status),
             changed: false,
-        })
-    }
-
-    /// What `outcome` becomes if it would create a user for an address on the suppression list:
-    /// the closing outcome, its reason code and what the record keeps. `None` when it opens
-    /// nothing or the address is not suppressed. A failed check is a retry (the list is SES's).
-    async fn suppressed(
-        &self,
-        id: InviteId,
-        outcome: &Outcome,
-        current: Option<&Invite>,
-        req: &Request<'_>,
-    ) -> Result<Option<(Outcome, &'static str, BounceDetail)>, HandleError> {
-        let Some(closed) = when_suppressed(outcome) else {
-            return Ok(None);
-        };
-        let Some(email) = current.map(|r| &r.email).or(req.email) else {
-            return Ok(None);
-        };
-        let Some(entry) = self.suppression.suppressed(email).await? else {
-            return Ok(None);
-        };
-        let (reason, detail) = super::feedback::suppression_detail(&entry, self.clock.now());
-        info!(invite_id = %id, reason, "address on the suppression list; the invite is undeliverable, no user is created");
-        Ok(Some((closed, reason, detail)))
-    }
-
-    /// Keeps a fact about the invite's mail in the record (one conditional write, no side
-    /// effects), with a history line and its lifecycle event.
-    async fn remember(
-        &self,
-        at: &Attempt<'_>,
-        current: Option<Invite>,
-        fact: Fact,
-    ) -> Result<Handled, Step> {
-        let (req, now) = (at.req, at.now);
-        let Some(mut rec) = current else {
-            return self.note(at, None, "unknown_invite").await;
-        };
-        let (happened, feedback_type) = super::feedback::when_and_what(req.feedback, now);
-        let done = remember(&mut rec, fact, happened, feedback_type);
-        rec.push_history(history(
-            now,
-            Some(rec.status),
-            rec.status,
-            &req.cause(),
-            Some(done.reason.to_string()),
-            rec.generation,
-        ));
-        bump(&mut rec, now);
-        if let (Some(event_type), Some(outbox)) = (done.event_type, &self.outbox) {
-            outbox.queue_fact(&mut rec, event_type, now);
-        }
-        self.save(&rec).await?;
-        self.flush_outbox(rec.invite_id).await;
-        info!(invite_id = %rec.invite_id, event_id = req.event_id, status = %rec.status, outcome = done.reason, "mail fact recorded");
-        Ok(Handled {
-            outcome: done.reason,
-            invite_id: Some(rec.invite_id),
-            status: Some(rec.status),
-            changed: done.changed,
         })
     }
 
@@ -919,7 +858,7 @@ impl InviteService {
         }
     }
 
-    async fn save(&self, rec: &Invite) -> Result<(), Step> {
+    pub(super) async fn save(&self, rec: &Invite) -> Result<(), Step> {
         match self.store.save(rec).await {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict) => Err(Step::Conflict),
@@ -928,7 +867,7 @@ impl InviteService {
     }
 }
 
-enum Step {
+pub(super) enum Step {
     Conflict,
     Failed(HandleError),
 }
