@@ -30,6 +30,10 @@
 //! a user found registered makes the invite `accepted` instead (as at expiry). "remember" keeps
 //! a fact in the record without changing the status ([`Fact`]): the delivery time, or the
 //! complaint (on any status: the address complained, whatever became of the invite).
+//! Decided before this table (in `crate::domain::record`): feedback about an older generation's
+//! email is a note (`stale_feedback`); a complaint on the record holds back every outcome that
+//! emails the address (`held_by_complaint`). After it: an outcome that would create a user for an
+//! address on the suppression list ends `undeliverable` instead ([`when_suppressed`]).
 //!
 //! "note" records the event in the history without changing the status; "refused" does the same
 //! and reports the refusal. "tombstone": a revoke that arrives before its request creates a
