@@ -22,6 +22,14 @@ impl InviteService {
     /// deleted); a delivery sets `delivered_at`; a complaint is kept; the rest is history. An
     /// unknown invite is `unknown_invite`, a repeat `redelivered`: both acknowledged. An invite
     /// whose attempt is in flight is `Busy` (retry later).
+    ///
+    /// `Handled::outcome`: `undeliverable`, `accepted` (the person had registered), `delivered`,
+    /// `already_delivered`, `complained`, `already_complained`, `delivery_delayed`,
+    /// `stale_feedback` (an older generation's email), `unknown_generation`, `unknown_invite`,
+    /// `redelivered`, or the closed invite's note (`already_accepted`, `revoked`, `expired`,
+    /// `failed`, `undeliverable`). Errors are the service's usual ones: `Busy`, `Contended` and
+    /// a store or Cognito outage (`Transient`) are retries; a Cognito rejection while deleting
+    /// the user is `Rejected`.
     pub async fn apply_feedback(&self, feedback: &MailFeedback) -> Result<Handled, HandleError> {
         let trigger = Trigger::of_feedback(&feedback.kind);
         let code = match &trigger {
