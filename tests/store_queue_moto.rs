@@ -18,7 +18,8 @@ use invite_worker::adapters::dynamo::{self, DynamoInviteStore};
 use invite_worker::adapters::sqs::{self, SqsQueue};
 use invite_worker::domain::invite::PendingPublication;
 use invite_worker::domain::{
-    EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus,
+    BounceDetail, Complaint, EmailAddress, HistoryEntry, Invite, InviteDetails, InviteId,
+    InviteStatus,
 };
 use invite_worker::ports::OutgoingMessage;
 use invite_worker::ports::{DeadLetter, InviteStore, Queue, StoreError};
@@ -144,12 +145,14 @@ fn invite(
             reason: None,
             generation: 1,
             replay: None,
+            actor: None,
         }],
         version: 1,
         lease: None,
         outbox: vec![],
         reminded_generation: None,
         last_occurred_at: None,
+        mail: Default::default(),
     }
 }
 
@@ -376,6 +379,35 @@ async fn store_scenario(store: &DynamoInviteStore) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .is_empty(),
         "published: gone from the index"
+    );
+
+    // Undeliverable, with what SES said: listed by its status and read back whole.
+    let mut u = invite(
+        "u@example.com",
+        InviteStatus::Undeliverable,
+        past,
+        now - TimeDelta::minutes(1),
+    );
+    u.reason = Some("bounce_permanent".into());
+    u.mail.delivered_at = Some(now - TimeDelta::minutes(3));
+    u.mail.bounce = Some(BounceDetail {
+        at: now - TimeDelta::minutes(2),
+        bounce_type: Some("Permanent".into()),
+        sub_type: Some("NoEmail".into()),
+        diagnostic: Some("smtp; 550 5.1.1 user unknown".into()),
+    });
+    u.mail.complaint = Some(Complaint {
+        at: now - TimeDelta::minutes(1),
+        feedback_type: None,
+    });
+    store.save(&u).await.map_err(|e| format!("save u: {e}"))?;
+    assert_eq!(
+        collect_by_status(store, InviteStatus::Undeliverable, 10).await?,
+        vec![u.clone()]
+    );
+    assert_eq!(
+        store.load(&u.invite_id).await.map_err(|e| e.to_string())?,
+        Some(u)
     );
     Ok(())
 }

@@ -104,6 +104,7 @@ fn invite(input: &Input) -> Invite {
         outbox: Vec::new(),
         reminded_generation: None,
         last_occurred_at: None,
+        mail: Default::default(),
     }
 }
 

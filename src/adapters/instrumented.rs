@@ -530,6 +530,7 @@ mod tests {
             outbox: vec![],
             reminded_generation: None,
             last_occurred_at: None,
+            mail: Default::default(),
         }
     }
 

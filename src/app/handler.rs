@@ -25,18 +25,23 @@ use super::effects::Effects;
 pub use super::handle_error::HandleError;
 use super::outbox::Outbox;
 use crate::domain::event::{decode, EventBody, InboundEvent, InviteRef};
+use crate::domain::feedback::MailFeedback;
 use crate::domain::record::{
-    bump, expiry, history, is_replay_of_seen, is_stale, moot, new_record, record_finish, reopen,
-    stamp, Cause, Finish, Opening,
+    bump, expiry, feedback_not_for_now, held_by_complaint, history, is_replay_of_seen, is_stale,
+    moot, new_record, record_finish, reopen, stamp, Cause, Finish, Opening,
 };
 use crate::domain::state::{decide, Effect, Outcome, Trigger};
 use crate::domain::PoolProfile;
 use crate::domain::RedirectHosts;
 use crate::domain::{
-    EmailAddress, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay, UserStanding,
+    BounceDetail, EmailAddress, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay,
+    UserStanding,
 };
 use crate::error::Disposition;
-use crate::ports::{left_on_hold, Clock, Directory, InviteStore, Mailer, Publisher, StoreError};
+use crate::ports::{
+    left_on_hold, Clock, Directory, InviteStore, Mailer, NoSuppressionList, Publisher, StoreError,
+    SuppressionList,
+};
 
 /// How often a lost race (a version conflict) is retried within one handling.
 const MAX_CONFLICT_RETRIES: usize = 5;
@@ -70,40 +75,65 @@ pub struct Handled {
 
 /// What the event asks, once decoded, in terms the engine understands.
 #[derive(Clone, Copy)]
-struct Request<'a> {
-    event_id: Option<&'a str>,
-    event_type: &'static str,
-    email: Option<&'a EmailAddress>,
-    details: Option<&'a InviteDetails>,
-    expires_in_days: Option<u32>,
-    reason: Option<&'a str>,
-    occurred_at: Option<OffsetDateTime>,
+pub(super) struct Request<'a> {
+    pub(super) event_id: Option<&'a str>,
+    pub(super) event_type: &'static str,
+    pub(super) email: Option<&'a EmailAddress>,
+    pub(super) details: Option<&'a InviteDetails>,
+    pub(super) expires_in_days: Option<u32>,
+    pub(super) reason: Option<&'a str>,
+    pub(super) occurred_at: Option<OffsetDateTime>,
     /// The pool profile, when the event's check already read it (saves a second read).
-    profile: Option<&'a PoolProfile>,
+    pub(super) profile: Option<&'a PoolProfile>,
     /// Set when an operator replayed the message (`dlq replay`).
-    replay: Option<&'a Replay>,
+    pub(super) replay: Option<&'a Replay>,
+    /// Mail feedback: what SES said, and the generation of the email it is about.
+    pub(super) feedback: Option<&'a MailFeedback>,
+    /// What the invite keeps if it ends `undeliverable` (the bounce, the reject, the suppression).
+    pub(super) bounce: Option<&'a BounceDetail>,
+    /// Who did it, for an operator's command.
+    pub(super) actor: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
+    /// A request with nothing but its event id and type (internal triggers, feedback, operators).
+    pub(super) fn bare(event_id: Option<&'a str>, event_type: &'static str) -> Self {
+        Request {
+            event_id,
+            event_type,
+            email: None,
+            details: None,
+            expires_in_days: None,
+            reason: None,
+            occurred_at: None,
+            profile: None,
+            replay: None,
+            feedback: None,
+            bounce: None,
+            actor: None,
+        }
+    }
+
     /// The event behind this request, as the record's history remembers it.
-    fn cause(&self) -> Cause<'a> {
+    pub(super) fn cause(&self) -> Cause<'a> {
         Cause {
             event_id: self.event_id,
             event_type: self.event_type,
             replay: self.replay,
+            actor: self.actor,
         }
     }
 }
 
 /// One attempt at applying a trigger to an invite (one turn of the conditional-write loop):
 /// what every step of it needs to know.
-struct Attempt<'a> {
-    id: InviteId,
-    req: &'a Request<'a>,
+pub(super) struct Attempt<'a> {
+    pub(super) id: InviteId,
+    pub(super) req: &'a Request<'a>,
     trigger: &'a Trigger,
     /// The lease token this handling claims the record with.
     token: &'a str,
-    now: OffsetDateTime,
+    pub(super) now: OffsetDateTime,
 }
 
 /// What the state machine decided for the attempt: the status to reach, whether a new generation
@@ -119,9 +149,11 @@ pub struct InviteService {
     directory: Arc<dyn Directory>,
     /// The *act* step: the effects on Cognito and the mailer.
     effects: Effects,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     config: ServiceConfig,
-    outbox: Option<Outbox>,
+    pub(super) outbox: Option<Outbox>,
+    /// Read before an invite creates its user (SES's account-level suppression list).
+    pub(super) suppression: Arc<dyn SuppressionList>,
 }
 
 impl InviteService {
@@ -140,7 +172,15 @@ impl InviteService {
             clock,
             config,
             outbox: None,
+            suppression: Arc::new(NoSuppressionList),
         }
+    }
+
+    /// Checks `list` before an invite (or a new generation of it) creates its user: a suppressed
+    /// address ends `undeliverable` at once (docs/lifecycle.md, "Delivery awareness").
+    pub fn with_suppression_list(mut self, list: Arc<dyn SuppressionList>) -> Self {
+        self.suppression = list;
+        self
     }
 
     /// Publishes lifecycle events (through the record's outbox) to `publisher`.
@@ -232,15 +272,9 @@ impl InviteService {
         replay: Option<&Replay>,
     ) -> Result<Handled, HandleError> {
         let base = Request {
-            event_id: Some(event.id.as_str()),
-            event_type: event.body.type_name(),
-            email: None,
-            details: None,
-            expires_in_days: None,
-            reason: None,
             occurred_at: event.occurred_at,
-            profile: None,
             replay,
+            ..Request::bare(Some(event.id.as_str()), event.body.type_name())
         };
         match &event.body {
             EventBody::InviteRequested(req) => {
@@ -348,21 +382,13 @@ impl InviteService {
         trigger: Trigger,
         event_type: &'static str,
     ) -> Result<Handled, HandleError> {
-        let request = Request {
-            event_id: None,
-            event_type,
-            email: None,
-            details: None,
-            expires_in_days: None,
-            reason: None,
-            occurred_at: None,
-            profile: None,
-            replay: None,
-        };
-        self.apply(id, trigger, &request).await
+        self.apply(id, trigger, &Request::bare(None, event_type))
+            .await
     }
 
-    async fn apply(
+    /// Applies `asked` to invite `id` in the conditional-write loop: every event, internal
+    /// trigger, piece of mail feedback and operator command goes through here.
+    pub(super) async fn apply(
         &self,
         id: InviteId,
         asked: Trigger,
@@ -409,8 +435,29 @@ impl InviteService {
                 }
             } else if let Some(reason) = moot(current.as_ref(), &trigger, now) {
                 Outcome::Note { reason }
+            } else if let Some(reason) = feedback_not_for_now(
+                current.as_ref(),
+                &trigger,
+                req.feedback.and_then(|f| f.generation),
+            ) {
+                Outcome::Note { reason }
             } else {
                 decide(current.as_ref().map(|r| r.status), &trigger)
+            };
+            let outcome = held_by_complaint(current.as_ref(), &trigger, outcome);
+            // Before a user is created: an address on the suppression list never gets one.
+            let suppressed = self.suppressed(id, &outcome, current.as_ref(), req).await?;
+            let closing;
+            let (outcome, req) = match &suppressed {
+                Some((closed, reason, detail)) => {
+                    closing = Request {
+                        reason: Some(reason),
+                        bounce: Some(detail),
+                        ..*req
+                    };
+                    (closed.clone(), &closing)
+                }
+                None => (outcome, req),
             };
             // Only requests, revokes and re-opening resends order the invite: a resend of an open
             // invite must not make an older revoke look stale (the revoke would be lost).
@@ -442,6 +489,7 @@ impl InviteService {
                 Outcome::Note { reason } | Outcome::Refused { reason } => {
                     self.note(&attempt, current, reason).await
                 }
+                Outcome::Remember(fact) => self.remember(&attempt, current, fact).await,
                 Outcome::Transition {
                     to,
                     new_generation,
@@ -473,7 +521,7 @@ impl InviteService {
     }
 
     /// Records an event that changes nothing.
-    async fn note(
+    pub(super) async fn note(
         &self,
         at: &Attempt<'_>,
         current: Option<Invite>,
@@ -525,40 +573,30 @@ impl InviteService {
         current: Option<Invite>,
         plan: Plan<'_>,
     ) -> Result<Handled, Step> {
-        let (id, req, trigger, now) = (at.id, at.req, at.trigger, at.now);
+        let (req, trigger, now) = (at.req, at.trigger, at.now);
         let opening = plan.effects.contains(&Effect::ProvisionUser);
         if current.is_none() && req.email.is_none() {
             return self.note(at, None, "unknown_invite").await;
         }
+        if plan.effects.is_empty() && plan.new_generation && plan.to == InviteStatus::Undeliverable
+        {
+            // A suppressed address: the generation opens and closes in one write, nothing done.
+            let rec = self.open_generation(at, current, true)?;
+            let finish = Finish {
+                to: plan.to,
+                reason: None,
+                invitation_sent: false,
+                reminder_sent: false,
+                sub: None,
+            };
+            return self
+                .finish(rec, InviteStatus::Pending, finish, req, now)
+                .await;
+        }
         if plan.effects.is_empty() {
             return self.transition_only(at, current, plan.to).await;
         }
-        let mut rec = match (current, plan.new_generation) {
-            (None, true) => self.new_record(id, req, now)?,
-            (Some(prev), true) => reopen(prev, &self.opening(req, now)),
-            (Some(rec), false) => rec,
-            (None, false) => {
-                return Err(Step::Failed(HandleError::Corrupt(format!(
-                    "no record for invite {id}"
-                ))))
-            }
-        };
-        if plan.new_generation {
-            let from = if rec.version == 0 {
-                None
-            } else {
-                Some(rec.status)
-            };
-            rec.status = InviteStatus::Pending;
-            rec.push_history(history(
-                now,
-                from,
-                InviteStatus::Pending,
-                &req.cause(),
-                None,
-                rec.generation,
-            ));
-        }
+        let mut rec = self.open_generation(at, current, plan.new_generation)?;
         if *trigger == Trigger::Resend && rec.status == InviteStatus::Sent {
             rec.expires_at = self.expiry(req, now);
         }
@@ -617,6 +655,44 @@ impl InviteService {
         }
     }
 
+    /// The record the attempt works on: a new or re-opened generation (`pending`, with its
+    /// history line) or the current record as it is.
+    fn open_generation(
+        &self,
+        at: &Attempt<'_>,
+        current: Option<Invite>,
+        new_generation: bool,
+    ) -> Result<Invite, Step> {
+        let (id, req, now) = (at.id, at.req, at.now);
+        let mut rec = match (current, new_generation) {
+            (None, true) => self.new_record(id, req, now)?,
+            (Some(prev), true) => reopen(prev, &self.opening(req, now)),
+            (Some(rec), false) => rec,
+            (None, false) => {
+                return Err(Step::Failed(HandleError::Corrupt(format!(
+                    "no record for invite {id}"
+                ))))
+            }
+        };
+        if new_generation {
+            let from = if rec.version == 0 {
+                None
+            } else {
+                Some(rec.status)
+            };
+            rec.status = InviteStatus::Pending;
+            rec.push_history(history(
+                now,
+                from,
+                InviteStatus::Pending,
+                &req.cause(),
+                None,
+                rec.generation,
+            ));
+        }
+        Ok(rec)
+    }
+
     /// When an invite opened or resent by `req` at `now` expires.
     fn expiry(&self, req: &Request<'_>, now: OffsetDateTime) -> OffsetDateTime {
         expiry(now, req.expires_in_days, self.config.default_expiry_days)
@@ -663,6 +739,9 @@ impl InviteService {
     ) -> Result<Handled, Step> {
         let (to, reminder_sent) = (finish.to, finish.reminder_sent);
         record_finish(&mut rec, from, finish, &req.cause(), req.reason, now);
+        if to == InviteStatus::Undeliverable {
+            rec.mail.bounce = req.bounce.cloned();
+        }
         stamp(&mut rec, req.occurred_at);
         bump(&mut rec, now);
         if !reminder_sent {
@@ -779,7 +858,7 @@ impl InviteService {
         }
     }
 
-    async fn save(&self, rec: &Invite) -> Result<(), Step> {
+    pub(super) async fn save(&self, rec: &Invite) -> Result<(), Step> {
         match self.store.save(rec).await {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict) => Err(Step::Conflict),
@@ -788,7 +867,7 @@ impl InviteService {
     }
 }
 
-enum Step {
+pub(super) enum Step {
     Conflict,
     Failed(HandleError),
 }

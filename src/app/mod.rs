@@ -2,6 +2,9 @@
 
 pub mod compose;
 mod effects;
+mod feedback;
+#[cfg(test)]
+mod feedback_tests;
 pub mod handle_error;
 pub mod handler;
 #[cfg(test)]

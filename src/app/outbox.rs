@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use tracing::warn;
 
 use crate::domain::invite::{Invite, InviteId, InviteStatus};
-use crate::domain::record::lifecycle_event;
+use crate::domain::record::{fact_event, lifecycle_event};
 use crate::ports::{Clock, InviteStore, Publisher, StoreError};
 
 /// The records' outboxes and where their events go.
@@ -41,6 +41,12 @@ impl Outbox {
         if to != InviteStatus::Pending {
             rec.outbox.push(lifecycle_event(rec, to, now));
         }
+    }
+
+    /// Adds the lifecycle event of a fact the record now keeps (`invite.delivered`,
+    /// `invite.complained`): the status did not change.
+    pub fn queue_fact(&self, rec: &mut Invite, event_type: &str, now: OffsetDateTime) {
+        rec.outbox.push(fact_event(rec, event_type, now));
     }
 
     /// Publishes what the record's outbox holds and removes it; failures stay for the relay.

@@ -140,6 +140,43 @@ async fn revoke_never_deletes_an_account_activated_during_it() {
     .await;
 }
 
+#[tokio::test]
+async fn a_bounce_never_deletes_an_account_activated_during_it() {
+    use crate::domain::feedback::{BounceType, FeedbackKind, MailFeedback};
+    at_every_call(
+        |w| async move {
+            let bounce = MailFeedback {
+                event_id: "ses:m1:Bounce:f1".into(),
+                invite_id: super::lifecycle_tests::invite_id(EMAIL),
+                generation: Some(1),
+                ses_message_id: "m1".into(),
+                occurred_at: START,
+                kind: FeedbackKind::Bounce {
+                    bounce_type: BounceType::Permanent,
+                    sub_type: "General".into(),
+                    diagnostic: None,
+                },
+            };
+            w.service.apply_feedback(&bounce).await.expect("applied");
+            w
+        },
+        |w, registered, context| {
+            if registered {
+                assert_account_intact(w, context);
+                assert_eq!(record(w, EMAIL).status, InviteStatus::Accepted, "{context}");
+            } else {
+                assert!(w.dir.user(EMAIL).is_none(), "{context}: unused user kept");
+                assert_eq!(
+                    record(w, EMAIL).status,
+                    InviteStatus::Undeliverable,
+                    "{context}"
+                );
+            }
+        },
+    )
+    .await;
+}
+
 /// After the rotation: either the person's own password, or an enabled never-used user whose
 /// password is the one just mailed.
 fn assert_rotated_or_untouched(w: &World, registered: bool, context: &str) {

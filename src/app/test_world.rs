@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::compose::{Composer, MailKind, PlainComposer};
 use super::handler::{InviteService, ServiceConfig};
 use crate::adapters::memory::{
-    ManualClock, MemoryDirectory, MemoryMailer, MemoryPublisher, MemoryStore,
+    ManualClock, MemoryDirectory, MemoryMailer, MemoryPublisher, MemoryStore, MemorySuppressionList,
 };
 use crate::adapters::profile_cache::ProfileCachingDirectory;
 use crate::domain::pool::tests::reference_pool;
@@ -28,6 +28,8 @@ pub struct World {
     pub publisher: Arc<MemoryPublisher>,
     pub clock: Arc<ManualClock>,
     pub composer: Arc<BreakableComposer>,
+    /// The account's suppression list the service reads before creating a user (empty).
+    pub suppression: Arc<MemorySuppressionList>,
     pub service: InviteService,
 }
 
@@ -81,6 +83,7 @@ fn world_from(publishing: bool, profile_max_age: Option<Duration>, lease: Durati
     let publisher = Arc::new(MemoryPublisher::default());
     let clock = Arc::new(ManualClock::new(START));
     let composer = Arc::new(BreakableComposer::default());
+    let suppression = Arc::new(MemorySuppressionList::new());
     let directory: Arc<dyn Directory> = match profile_max_age {
         Some(max_age) => Arc::new(ProfileCachingDirectory::new(
             dir.clone(),
@@ -101,7 +104,8 @@ fn world_from(publishing: bool, profile_max_age: Option<Duration>, lease: Durati
             lease,
             redirect_hosts: RedirectHosts::only(&["app.example.com"]),
         },
-    );
+    )
+    .with_suppression_list(suppression.clone());
     if publishing {
         service = service.with_publisher(publisher.clone());
     }
@@ -112,6 +116,7 @@ fn world_from(publishing: bool, profile_max_age: Option<Duration>, lease: Durati
         publisher,
         clock,
         composer,
+        suppression,
         service,
     }
 }

@@ -1,5 +1,5 @@
-//! `invite-worker invites show|list`: the record, its status and its history, for people
-//! (a table) and systems (`--json`).
+//! `invite-worker invites show|list|clear-complaint`: the record, its status and its history,
+//! for people (a table) and systems (`--json`); and the operator's clearing of a complaint.
 
 use std::process::ExitCode;
 
@@ -23,7 +23,7 @@ pub enum InvitesCommand {
     },
     /// Invites by status, most recently updated first.
     List {
-        /// pending, sent, accepted, revoked, expired or failed; all when omitted.
+        /// pending, sent, accepted, revoked, expired, failed or undeliverable; all when omitted.
         #[arg(long)]
         status: Option<String>,
         /// At most this many per status.
@@ -35,9 +35,21 @@ pub enum InvitesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Clear the complaint recorded for an invite (the recipient marked an email as spam), so
+    /// that invitations and reminders may go to the address again. Recorded in its history.
+    ClearComplaint {
+        /// An email address or an invite id.
+        target: String,
+        /// Who clears it, for the history (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 pub async fn invites(settings: Settings, command: InvitesCommand) -> anyhow::Result<ExitCode> {
+    if let InvitesCommand::ClearComplaint { target, by } = command {
+        return clear_complaint(settings, &target, by).await;
+    }
     wiring::require(&settings, false)?;
     let sdk = wiring::sdk_config().await;
     wiring::preflight(&settings, &sdk, &[Need::Table]).await?;
@@ -95,6 +107,41 @@ pub async fn invites(settings: Settings, command: InvitesCommand) -> anyhow::Res
                     println!("more: --cursor {n}");
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        InvitesCommand::ClearComplaint { .. } => unreachable!("handled above"),
+    }
+}
+
+/// `invites clear-complaint`: exit 0 when cleared (or there was none), 3 without an invite.
+async fn clear_complaint(
+    settings: Settings,
+    target: &str,
+    by: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let id = resolve(&settings.cognito.user_pool_id, target)?;
+    let actor = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into());
+    let sdk = wiring::sdk_config().await;
+    wiring::preflight(&settings, &sdk, &[Need::Table]).await?;
+    let c = wiring::build(settings, sdk).await?;
+    let handled = c
+        .service
+        .clear_complaint(id, &actor)
+        .await
+        .map_err(|e| anyhow::anyhow!("invite {id}: {e}"))?;
+    match handled.outcome {
+        "unknown_invite" => {
+            eprintln!("no invite for {target} (invite id {id})");
+            Ok(ExitCode::from(3))
+        }
+        "no_complaint" => {
+            println!("invite {id}: no complaint to clear");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            println!("invite {id}: complaint cleared by {actor}");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -157,6 +204,42 @@ pub fn render_invite(i: &Invite) -> String {
     if let Some(a) = i.accepted_at {
         out.push_str(&format!("accepted    {}\n", ts(a)));
     }
+    if let Some(d) = i.mail.delivered_at {
+        out.push_str(&format!(
+            "delivered   {} (the recipient's server accepted it)\n",
+            ts(d)
+        ));
+    }
+    if let Some(b) = &i.mail.bounce {
+        let kind = [b.bounce_type.as_deref(), b.sub_type.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("/");
+        out.push_str(&format!(
+            "bounced     {}{}{}\n",
+            ts(b.at),
+            if kind.is_empty() {
+                String::new()
+            } else {
+                format!(" {kind}")
+            },
+            b.diagnostic
+                .as_ref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(c) = &i.mail.complaint {
+        out.push_str(&format!(
+            "COMPLAINT   {}{}: no invitation or reminder goes to this address until `invites clear-complaint`\n",
+            ts(c.at),
+            c.feedback_type
+                .as_ref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default()
+        ));
+    }
     if let Some(x) = &i.details.external_id {
         out.push_str(&format!("external id {x}\n"));
     }
@@ -175,6 +258,9 @@ pub fn render_invite(i: &Invite) -> String {
                 .unwrap_or_default(),
             h.replay.as_ref().map(replay_note).unwrap_or_default()
         ));
+        if let Some(actor) = &h.actor {
+            out.push_str(&format!("      by {actor}\n"));
+        }
     }
     out
 }
@@ -189,12 +275,12 @@ fn replay_note(r: &crate::domain::Replay) -> String {
 
 pub fn render_table(invites: &[Invite]) -> String {
     let mut out = format!(
-        "{:<36}  {:<9} {:>3}  {:<20}  {:<20}  {}\n",
+        "{:<36}  {:<13} {:>3}  {:<20}  {:<20}  {}\n",
         "EMAIL", "STATUS", "GEN", "UPDATED", "EXPIRES", "REASON"
     );
     for i in invites {
         out.push_str(&format!(
-            "{:<36}  {:<9} {:>3}  {:<20}  {:<20}  {}\n",
+            "{:<36}  {:<13} {:>3}  {:<20}  {:<20}  {}\n",
             i.email.as_str(),
             i.status.as_str(),
             i.generation,
@@ -204,4 +290,66 @@ pub fn render_table(invites: &[Invite]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::domain::record::{expiry, new_record, Opening};
+    use crate::domain::{BounceDetail, Complaint};
+
+    fn invite() -> Invite {
+        let email = EmailAddress::parse("jane@example.com").unwrap();
+        let now = datetime!(2026-11-26 12:00 UTC);
+        let opening = Opening {
+            event_id: Some("r1"),
+            details: None,
+            expires_at: expiry(now, None, 7),
+        };
+        let id = InviteId::for_email("pool", &email);
+        new_record(id, "pool", &email, &opening, now)
+    }
+
+    #[test]
+    fn show_says_what_ses_said() {
+        let mut i = invite();
+        i.status = InviteStatus::Undeliverable;
+        i.reason = Some("bounce_permanent".into());
+        i.mail.delivered_at = None;
+        i.mail.bounce = Some(BounceDetail {
+            at: datetime!(2026-11-26 12:01 UTC),
+            bounce_type: Some("Permanent".into()),
+            sub_type: Some("NoEmail".into()),
+            diagnostic: Some("550 5.1.1 user unknown".into()),
+        });
+        i.mail.complaint = Some(Complaint {
+            at: datetime!(2026-11-26 12:02 UTC),
+            feedback_type: Some("abuse".into()),
+        });
+        let text = render_invite(&i);
+        assert!(
+            text.contains("status      undeliverable (bounce_permanent)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "bounced     2026-11-26T12:01:00Z Permanent/NoEmail: 550 5.1.1 user unknown"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("COMPLAINT   2026-11-26T12:02:00Z (abuse)"),
+            "{text}"
+        );
+        let mut sent = invite();
+        sent.status = InviteStatus::Sent;
+        sent.mail.delivered_at = Some(datetime!(2026-11-26 12:00:30 UTC));
+        assert!(render_invite(&sent).contains("delivered   2026-11-26T12:00:30Z"));
+        let json = public_view(&i);
+        assert_eq!(json["bounce"]["sub_type"], "NoEmail");
+        assert_eq!(json["complaint"]["feedback_type"], "abuse");
+        assert!(render_table(&[i]).contains("undeliverable"));
+    }
 }

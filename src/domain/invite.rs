@@ -57,16 +57,20 @@ pub enum InviteStatus {
     Revoked,
     Expired,
     Failed,
+    /// The address cannot receive mail: a permanent bounce, a reject, or the account's
+    /// suppression list (`reason` says which). Closed; a new request re-opens it.
+    Undeliverable,
 }
 
 impl InviteStatus {
-    pub const ALL: [InviteStatus; 6] = [
+    pub const ALL: [InviteStatus; 7] = [
         InviteStatus::Pending,
         InviteStatus::Sent,
         InviteStatus::Accepted,
         InviteStatus::Revoked,
         InviteStatus::Expired,
         InviteStatus::Failed,
+        InviteStatus::Undeliverable,
     ];
 
     pub fn is_open(self) -> bool {
@@ -81,6 +85,7 @@ impl InviteStatus {
             InviteStatus::Revoked => "revoked",
             InviteStatus::Expired => "expired",
             InviteStatus::Failed => "failed",
+            InviteStatus::Undeliverable => "undeliverable",
         }
     }
 
@@ -88,7 +93,7 @@ impl InviteStatus {
         Self::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown status {s:?}; expected one of pending, sent, accepted, revoked, expired, failed"))
+            .ok_or_else(|| format!("unknown status {s:?}; expected one of pending, sent, accepted, revoked, expired, failed, undeliverable"))
     }
 }
 
@@ -133,6 +138,75 @@ pub struct HistoryEntry {
     /// Set when the event came back through `dlq replay`: which replay of which message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<Replay>,
+    /// Who did it, for an operator's command (`invites clear-complaint --by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+/// What the worker learnt about its emails from SES's sending events (mail feedback; see
+/// docs/lifecycle.md, "Delivery awareness"). Stored flat in the record; every field is optional,
+/// so records written before these existed read back as "nothing known".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MailFacts {
+    /// When the recipient's mail server accepted an email of the current generation (the first
+    /// SES `Delivery`); reset when the invite re-opens.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub delivered_at: Option<OffsetDateTime>,
+    /// The recipient marked an email as spam. Kept across generations until an operator clears
+    /// it (`invites clear-complaint`); meanwhile nothing but a welcome is emailed to the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complaint: Option<Complaint>,
+    /// Why the current generation is `undeliverable`: what SES said (reset when it re-opens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce: Option<BounceDetail>,
+}
+
+/// A recipient's complaint about an email (SES `Complaint`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Complaint {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The provider's `complaintFeedbackType` (`abuse`, `not-spam`...), when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_type: Option<String>,
+}
+
+/// What made an invite `undeliverable`, as SES said it. Never secret: SES's words about the
+/// address, cut to [`DIAGNOSTIC_LIMIT`] characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BounceDetail {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// SES's `bounceType` (`Permanent`); `None` for a reject or a suppressed address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce_type: Option<String>,
+    /// SES's `bounceSubType` (`General`, `NoEmail`, `Suppressed`...); for a suppressed address
+    /// the list's reason (`BOUNCE`, `COMPLAINT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_type: Option<String>,
+    /// The receiving server's diagnostic, or SES's reject reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
+}
+
+/// The longest diagnostic a record keeps, in characters.
+pub const DIAGNOSTIC_LIMIT: usize = 500;
+
+impl BounceDetail {
+    /// `diagnostic` without control characters and cut to [`DIAGNOSTIC_LIMIT`].
+    pub fn clean_diagnostic(diagnostic: Option<&str>) -> Option<String> {
+        let text: String = diagnostic?
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(DIAGNOSTIC_LIMIT)
+            .collect();
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
+    }
 }
 
 /// An operator's replay of a dead letter (`dlq replay`), from the lineage attributes of the copy:
@@ -206,6 +280,9 @@ pub struct Invite {
     /// (out-of-order delivery). See docs/lifecycle.md.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_occurred_at: Option<OffsetDateTime>,
+    /// What SES said about the emails: delivered, complained about, bounced.
+    #[serde(flatten)]
+    pub mail: MailFacts,
 }
 
 impl Invite {

@@ -18,9 +18,12 @@ pub mod text;
 
 pub use email::EmailAddress;
 pub use event::{DecodeError, EventBody, InboundEvent, InviteRef, InviteRequest};
-pub use invite::{HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease, Replay};
+pub use invite::{
+    BounceDetail, Complaint, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, Lease,
+    MailFacts, Replay,
+};
 pub use password::{PasswordPolicy, TemporaryPassword};
 pub use pool::PoolProfile;
 pub use redirect::RedirectHosts;
 pub use standing::{UserStanding, UserStatus};
-pub use state::{Effect, Outcome, Trigger};
+pub use state::{Effect, Fact, Outcome, Trigger};

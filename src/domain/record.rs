@@ -7,9 +7,10 @@ use time::OffsetDateTime;
 
 use super::email::EmailAddress;
 use super::invite::{
-    HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, PendingPublication, Replay,
+    Complaint, HistoryEntry, Invite, InviteDetails, InviteId, InviteStatus, MailFacts,
+    PendingPublication, Replay,
 };
-use super::state::Trigger;
+use super::state::{Effect, Fact, Outcome, Trigger};
 
 /// The event behind a change to a record, as its history remembers it.
 #[derive(Clone, Copy, Debug)]
@@ -19,6 +20,8 @@ pub struct Cause<'a> {
     pub event_type: &'a str,
     /// Set when an operator replayed the message (`dlq replay`).
     pub replay: Option<&'a Replay>,
+    /// Who did it, for an operator's command.
+    pub actor: Option<&'a str>,
 }
 
 /// What a request or a re-opening resend brings to a new generation of an invite.
@@ -133,6 +136,7 @@ pub fn new_record(
         outbox: vec![],
         reminded_generation: None,
         last_occurred_at: None,
+        mail: MailFacts::default(),
     }
 }
 
@@ -146,6 +150,10 @@ pub fn reopen(mut rec: Invite, opening: &Opening<'_>) -> Invite {
     rec.accepted_at = None;
     rec.send_count = 0;
     rec.user_sub = None;
+    // What SES said about the last generation's emails is history now; a complaint stays until
+    // an operator clears it.
+    rec.mail.delivered_at = None;
+    rec.mail.bounce = None;
     rec.expires_at = opening.expires_at;
     if let Some(details) = opening.details {
         rec.details = details.clone();
@@ -206,6 +214,108 @@ pub fn moot(
     }
 }
 
+/// Whether mail feedback about the email of `generation` (its message tag; `None` when the email
+/// carried none, taken as the current one) no longer applies to the record: an older
+/// generation's email is history (`stale_feedback`), a newer one than the record knows is odd
+/// (`unknown_generation`). A complaint always applies: the address complained, whatever became
+/// of the invite since.
+pub fn feedback_not_for_now(
+    current: Option<&Invite>,
+    trigger: &Trigger,
+    generation: Option<u32>,
+) -> Option<&'static str> {
+    let (rec, generation) = (current?, generation?);
+    if !trigger.is_feedback() || *trigger == Trigger::Complained {
+        return None;
+    }
+    match generation.cmp(&rec.generation) {
+        std::cmp::Ordering::Less => Some("stale_feedback"),
+        std::cmp::Ordering::Greater => Some("unknown_generation"),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
+/// What a complaint on the record makes of `outcome`: nothing that emails the address (an
+/// invitation, a resend, a reminder; a request or replay re-opening the invite) goes ahead until
+/// an operator clears the complaint. The welcome after a registration is not held back: the
+/// person asked for the account. A refusal for the sender's events, a note for cleanup's.
+pub fn held_by_complaint(current: Option<&Invite>, trigger: &Trigger, outcome: Outcome) -> Outcome {
+    let complained = current.is_some_and(|r| r.mail.complaint.is_some());
+    let emails = match &outcome {
+        Outcome::Transition { effects, .. } | Outcome::Resume { effects } => effects
+            .iter()
+            .any(|e| matches!(e, Effect::SendInvitation | Effect::SendReminder)),
+        _ => false,
+    };
+    if !(complained && emails) {
+        return outcome;
+    }
+    match trigger {
+        Trigger::Requested | Trigger::Resend | Trigger::Replayed => Outcome::Refused {
+            reason: "complained",
+        },
+        _ => Outcome::Note {
+            reason: "complained",
+        },
+    }
+}
+
+/// What [`remember`] did: the history line's reason, whether the record changed, and the
+/// lifecycle event to publish (`invite.delivered`, `invite.complained`), if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remembered {
+    pub reason: &'static str,
+    pub changed: bool,
+    pub event_type: Option<&'static str>,
+}
+
+/// Keeps `fact` in the record, which happened at `at` (SES's timestamp). A delivery is kept once
+/// per generation, a complaint once until cleared; a repeat changes nothing.
+pub fn remember(
+    rec: &mut Invite,
+    fact: Fact,
+    at: OffsetDateTime,
+    feedback_type: Option<&str>,
+) -> Remembered {
+    let unchanged = |reason| Remembered {
+        reason,
+        changed: false,
+        event_type: None,
+    };
+    match fact {
+        Fact::Delivered if rec.mail.delivered_at.is_some() => unchanged("already_delivered"),
+        Fact::Delivered => {
+            rec.mail.delivered_at = Some(at);
+            Remembered {
+                reason: "delivered",
+                changed: true,
+                event_type: Some("invite.delivered"),
+            }
+        }
+        Fact::Complaint if rec.mail.complaint.is_some() => unchanged("already_complained"),
+        Fact::Complaint => {
+            rec.mail.complaint = Some(Complaint {
+                at,
+                feedback_type: feedback_type.map(str::to_string),
+            });
+            Remembered {
+                reason: "complained",
+                changed: true,
+                event_type: Some("invite.complained"),
+            }
+        }
+        Fact::ComplaintCleared if rec.mail.complaint.is_none() => unchanged("no_complaint"),
+        Fact::ComplaintCleared => {
+            rec.mail.complaint = None;
+            Remembered {
+                reason: "complaint_cleared",
+                changed: true,
+                event_type: None,
+            }
+        }
+    }
+}
+
 /// Remembers the newest `occurred_at` applied, so an older event arriving later is stale.
 pub fn stamp(rec: &mut Invite, occurred_at: Option<OffsetDateTime>) {
     if let Some(at) = occurred_at {
@@ -237,19 +347,35 @@ pub fn history(
         reason,
         generation,
         replay: cause.replay.cloned(),
+        actor: cause.actor.map(str::to_string),
     }
 }
 
 /// The outbound lifecycle event for a transition (contract in docs/lifecycle-events.md). Its id
 /// is derived from the invite and the record version, so a re-publication carries the same id.
 pub fn lifecycle_event(rec: &Invite, to: InviteStatus, now: OffsetDateTime) -> PendingPublication {
-    let event_type = format!("invite.{}", to.as_str());
+    lifecycle_event_of_type(rec, &format!("invite.{}", to.as_str()), to, now)
+}
+
+/// The outbound lifecycle event of a fact the record keeps (`invite.delivered`,
+/// `invite.complained`): the status is the record's, unchanged.
+pub fn fact_event(rec: &Invite, event_type: &str, now: OffsetDateTime) -> PendingPublication {
+    lifecycle_event_of_type(rec, event_type, rec.status, now)
+}
+
+fn lifecycle_event_of_type(
+    rec: &Invite,
+    event_type: &str,
+    status: InviteStatus,
+    now: OffsetDateTime,
+) -> PendingPublication {
     let name = format!("{}/{}/{}", rec.invite_id, rec.version, event_type);
     let event_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string();
     let rfc = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
             .ok()
     };
+    let bounce = rec.mail.bounce.as_ref();
     let body = serde_json::json!({
         "version": 1,
         "type": event_type,
@@ -259,7 +385,7 @@ pub fn lifecycle_event(rec: &Invite, to: InviteStatus, now: OffsetDateTime) -> P
             "invite_id": rec.invite_id.to_string(),
             "email": rec.email.as_str(),
             "user_pool_id": rec.user_pool_id,
-            "status": to.as_str(),
+            "status": status.as_str(),
             "reason": rec.reason,
             "generation": rec.generation,
             "send_count": rec.send_count,
@@ -269,11 +395,16 @@ pub fn lifecycle_event(rec: &Invite, to: InviteStatus, now: OffsetDateTime) -> P
             "external_id": rec.details.external_id,
             "source": rec.details.source,
             "user_sub": rec.user_sub,
+            "delivered_at": rec.mail.delivered_at.and_then(rfc),
+            "bounce_type": bounce.and_then(|b| b.bounce_type.clone()),
+            "bounce_sub_type": bounce.and_then(|b| b.sub_type.clone()),
+            "diagnostic": bounce.and_then(|b| b.diagnostic.clone()),
+            "complained_at": rec.mail.complaint.as_ref().and_then(|c| rfc(c.at)),
         }
     });
     PendingPublication {
         event_id,
-        event_type,
+        event_type: event_type.to_string(),
         body,
     }
 }

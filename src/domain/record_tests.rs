@@ -3,12 +3,15 @@
 use time::macros::datetime;
 use time::OffsetDateTime;
 
-use super::invite::{Invite, InviteDetails, InviteId, InviteStatus, Replay};
-use super::record::{
-    bump, expiry, history, is_replay_of_seen, is_stale, lifecycle_event, moot, new_record,
-    record_finish, reopen, stamp, Cause, Finish, Opening,
+use super::invite::{
+    BounceDetail, Complaint, Invite, InviteDetails, InviteId, InviteStatus, Replay,
 };
-use super::state::Trigger;
+use super::record::{
+    bump, expiry, fact_event, feedback_not_for_now, held_by_complaint, history, is_replay_of_seen,
+    is_stale, lifecycle_event, moot, new_record, record_finish, remember, reopen, stamp, Cause,
+    Finish, Opening,
+};
+use super::state::{decide, Fact, Outcome, Trigger};
 use super::EmailAddress;
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
@@ -42,6 +45,7 @@ fn cause<'a>(event_id: Option<&'a str>, replay: Option<&'a Replay>) -> Cause<'a>
         event_id,
         event_type: "invite.requested",
         replay,
+        actor: None,
     }
 }
 
@@ -419,4 +423,231 @@ fn record_finish_remembers_what_was_sent_and_learnt() {
         Some("sub-1"),
         "no sub learnt keeps the old one"
     );
+}
+
+/// Feedback about generation g of an invite at generation 2: only the current generation's
+/// applies (or an untagged email's); a complaint always does.
+#[test]
+#[rustfmt::skip]
+fn feedback_generation_table() {
+    let mut rec = record(InviteStatus::Sent);
+    rec.generation = 2;
+    let bounce = Trigger::Undeliverable("bounce_permanent".into());
+    let cases: [(Trigger, Option<u32>, Option<&str>); 10] = [
+        (bounce.clone(), Some(1), Some("stale_feedback")),
+        (bounce.clone(), Some(2), None),
+        (bounce.clone(), Some(3), Some("unknown_generation")),
+        (bounce.clone(), None, None),
+        (Trigger::MailDelivered, Some(1), Some("stale_feedback")),
+        (Trigger::MailDelayed, Some(1), Some("stale_feedback")),
+        (Trigger::Complained, Some(1), None),
+        (Trigger::Complained, Some(3), None),
+        // Not feedback: the generation tag means nothing to them.
+        (Trigger::Resend, Some(1), None),
+        (Trigger::ComplaintCleared, Some(1), None),
+    ];
+    for (trigger, generation, want) in cases {
+        assert_eq!(
+            feedback_not_for_now(Some(&rec), &trigger, generation),
+            want,
+            "{trigger:?} {generation:?}"
+        );
+    }
+    assert_eq!(feedback_not_for_now(None, &bounce, Some(1)), None);
+}
+
+/// With a complaint on the record, everything that would email the address is held back (the
+/// sender's events refused, cleanup's noted); everything else goes on. Without one, nothing is.
+#[test]
+fn complaint_hold_table() {
+    let statuses = [
+        InviteStatus::Pending,
+        InviteStatus::Sent,
+        InviteStatus::Accepted,
+        InviteStatus::Revoked,
+        InviteStatus::Expired,
+        InviteStatus::Failed,
+        InviteStatus::Undeliverable,
+    ];
+    let triggers = [
+        Trigger::Requested,
+        Trigger::Resend,
+        Trigger::Revoke,
+        Trigger::Accepted,
+        Trigger::ExpiryReached,
+        Trigger::ReminderDue,
+        Trigger::Replayed,
+        Trigger::Undeliverable("bounce_permanent".into()),
+        Trigger::MailDelivered,
+        Trigger::Complained,
+        Trigger::ComplaintCleared,
+    ];
+    for status in statuses {
+        let clean = record(status);
+        let mut complained = record(status);
+        complained.mail.complaint = Some(Complaint {
+            at: NOW,
+            feedback_type: None,
+        });
+        for t in &triggers {
+            let outcome = decide(Some(status), t);
+            assert_eq!(
+                held_by_complaint(Some(&clean), t, outcome.clone()),
+                outcome,
+                "no complaint: {status} {t:?}"
+            );
+            let emails = match &outcome {
+                Outcome::Transition { effects, .. } | Outcome::Resume { effects } => {
+                    effects.iter().any(|e| {
+                        matches!(
+                            e,
+                            super::state::Effect::SendInvitation
+                                | super::state::Effect::SendReminder
+                        )
+                    })
+                }
+                _ => false,
+            };
+            let held = held_by_complaint(Some(&complained), t, outcome.clone());
+            let want = match (emails, t) {
+                (false, _) => outcome,
+                (true, Trigger::ReminderDue) => Outcome::Note {
+                    reason: "complained",
+                },
+                (true, _) => Outcome::Refused {
+                    reason: "complained",
+                },
+            };
+            assert_eq!(held, want, "complaint: {status} {t:?}");
+        }
+    }
+}
+
+#[test]
+fn remember_keeps_each_fact_once() {
+    let mut rec = record(InviteStatus::Sent);
+    let r = remember(&mut rec, Fact::Delivered, EARLIER, None);
+    assert_eq!(
+        (r.reason, r.changed, r.event_type),
+        ("delivered", true, Some("invite.delivered"))
+    );
+    assert_eq!(rec.mail.delivered_at, Some(EARLIER));
+    let r = remember(&mut rec, Fact::Delivered, LATER, None);
+    assert_eq!(
+        (r.reason, r.changed, r.event_type),
+        ("already_delivered", false, None)
+    );
+    assert_eq!(rec.mail.delivered_at, Some(EARLIER));
+
+    let r = remember(&mut rec, Fact::Complaint, NOW, Some("abuse"));
+    assert_eq!(
+        (r.reason, r.event_type),
+        ("complained", Some("invite.complained"))
+    );
+    let kept = rec.mail.complaint.clone().unwrap();
+    assert_eq!(
+        (kept.at, kept.feedback_type.as_deref()),
+        (NOW, Some("abuse"))
+    );
+    let r = remember(&mut rec, Fact::Complaint, LATER, None);
+    assert_eq!((r.reason, r.changed), ("already_complained", false));
+    assert_eq!(rec.mail.complaint, Some(kept));
+
+    let r = remember(&mut rec, Fact::ComplaintCleared, LATER, None);
+    assert_eq!(
+        (r.reason, r.changed, r.event_type),
+        ("complaint_cleared", true, None)
+    );
+    assert!(rec.mail.complaint.is_none());
+    let r = remember(&mut rec, Fact::ComplaintCleared, LATER, None);
+    assert_eq!((r.reason, r.changed), ("no_complaint", false));
+    assert_eq!(
+        rec.status,
+        InviteStatus::Sent,
+        "a fact never changes the status"
+    );
+}
+
+#[test]
+fn reopen_forgets_the_delivery_and_the_bounce_but_keeps_the_complaint() {
+    let mut rec = record(InviteStatus::Undeliverable);
+    rec.mail.delivered_at = Some(EARLIER);
+    rec.mail.bounce = Some(BounceDetail {
+        at: NOW,
+        bounce_type: Some("Permanent".into()),
+        sub_type: Some("General".into()),
+        diagnostic: None,
+    });
+    rec.mail.complaint = Some(Complaint {
+        at: NOW,
+        feedback_type: None,
+    });
+    let next = reopen(rec, &opening(Some("evt-2"), None));
+    assert!(next.mail.delivered_at.is_none());
+    assert!(next.mail.bounce.is_none());
+    assert!(next.mail.complaint.is_some());
+}
+
+#[test]
+fn events_carry_the_mail_facts() {
+    let mut rec = record(InviteStatus::Undeliverable);
+    rec.reason = Some("bounce_permanent".into());
+    rec.mail.bounce = Some(BounceDetail {
+        at: NOW,
+        bounce_type: Some("Permanent".into()),
+        sub_type: Some("NoEmail".into()),
+        diagnostic: Some("550 user unknown".into()),
+    });
+    let e = lifecycle_event(&rec, InviteStatus::Undeliverable, NOW);
+    assert_eq!(e.event_type, "invite.undeliverable");
+    assert_eq!(e.body["data"]["bounce_type"], "Permanent");
+    assert_eq!(e.body["data"]["bounce_sub_type"], "NoEmail");
+    assert_eq!(e.body["data"]["diagnostic"], "550 user unknown");
+    assert_eq!(e.body["data"]["delivered_at"], serde_json::Value::Null);
+
+    let mut sent = record(InviteStatus::Sent);
+    sent.mail.delivered_at = Some(EARLIER);
+    let e = fact_event(&sent, "invite.delivered", NOW);
+    assert_eq!(e.event_type, "invite.delivered");
+    assert_eq!(e.body["type"], "invite.delivered");
+    assert_eq!(e.body["data"]["status"], "sent");
+    assert_eq!(e.body["data"]["delivered_at"], "2026-03-01T11:00:00Z");
+    assert_ne!(
+        e.event_id,
+        lifecycle_event(&sent, InviteStatus::Sent, NOW).event_id
+    );
+}
+
+#[test]
+fn a_diagnostic_is_kept_clean_and_short() {
+    assert_eq!(BounceDetail::clean_diagnostic(None), None);
+    assert_eq!(BounceDetail::clean_diagnostic(Some(" \r\n ")), None);
+    assert_eq!(
+        BounceDetail::clean_diagnostic(Some("550\r\n5.1.1\tunknown")).as_deref(),
+        Some("550  5.1.1 unknown")
+    );
+    let long = "x".repeat(2000);
+    assert_eq!(
+        BounceDetail::clean_diagnostic(Some(&long)).unwrap().len(),
+        500
+    );
+}
+
+#[test]
+fn old_records_without_mail_facts_still_load() {
+    let rec = record(InviteStatus::Sent);
+    let mut json = serde_json::to_value(&rec).unwrap();
+    let fields = json.as_object_mut().unwrap();
+    assert!(
+        !fields.contains_key("delivered_at"),
+        "nothing stored when nothing is known"
+    );
+    fields.remove("mail");
+    let back: Invite = serde_json::from_value(json).unwrap();
+    assert_eq!(back.mail, Default::default());
+    assert_eq!(
+        InviteStatus::parse("undeliverable"),
+        Ok(InviteStatus::Undeliverable)
+    );
+    assert!(!InviteStatus::Undeliverable.is_open());
 }

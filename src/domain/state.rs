@@ -10,6 +10,30 @@
 //! | revoked         | reopen       | note      | note               | note            | refused       | note         | note          | note           |
 //! | expired         | reopen       | note      | note               | note            | reopen        | note         | accepted      | note           |
 //! | failed          | reopen       | note      | note               | note            | reopen        | note         | note          | note           |
+//! | undeliverable   | reopen       | note      | note               | note            | reopen        | note         | accepted      | note           |
+//!
+//! Mail feedback (SES sending events about the invite's emails; docs/lifecycle.md, "Delivery
+//! awareness"):
+//!
+//! | from \ trigger  | undeliverable        | mail_delivered   | mail_delayed | complained | complaint_cleared |
+//! |-----------------|----------------------|------------------|--------------|------------|-------------------|
+//! | (none)          | note unknown         | note unknown     | note unknown | note unknown | note unknown    |
+//! | pending         | undeliverable        | remember         | note         | remember   | remember          |
+//! | sent            | undeliverable        | remember         | note         | remember   | remember          |
+//! | accepted        | note                 | note             | note         | remember   | remember          |
+//! | revoked         | note                 | note             | note         | remember   | remember          |
+//! | expired         | note                 | note             | note         | remember   | remember          |
+//! | failed          | note                 | note             | note         | remember   | remember          |
+//! | undeliverable   | note                 | note             | note         | remember   | remember          |
+//!
+//! "undeliverable" (a permanent bounce or a reject) deletes the never-used user, like a revoke;
+//! a user found registered makes the invite `accepted` instead (as at expiry). "remember" keeps
+//! a fact in the record without changing the status ([`Fact`]): the delivery time, or the
+//! complaint (on any status: the address complained, whatever became of the invite).
+//! Decided before this table (in `crate::domain::record`): feedback about an older generation's
+//! email is a note (`stale_feedback`); a complaint on the record holds back every outcome that
+//! emails the address (`held_by_complaint`). After it: an outcome that would create a user for an
+//! address on the suppression list ends `undeliverable` instead ([`when_suppressed`]).
 //!
 //! "note" records the event in the history without changing the status; "refused" does the same
 //! and reports the refusal. "tombstone": a revoke that arrives before its request creates a
@@ -26,6 +50,7 @@
 //! since stays as it is). A plain redelivery of the same event stays a no-op (decided before
 //! this table), and so does a second delivery of the same replay.
 
+use super::feedback::{BounceType, FeedbackKind};
 use super::invite::InviteStatus;
 use super::standing::UserStanding;
 
@@ -52,6 +77,17 @@ pub enum Trigger {
     ReminderDue,
     /// An operator replayed a request or resend whose id the invite has already seen.
     Replayed,
+    /// SES: the address cannot receive mail (a permanent bounce or a reject), with a reason code
+    /// (`bounce_permanent`, `rejected`).
+    Undeliverable(String),
+    /// SES: the recipient's mail server accepted the email.
+    MailDelivered,
+    /// SES: a transient or undetermined bounce, or a delivery delay. History only.
+    MailDelayed,
+    /// SES: the recipient marked the email as spam.
+    Complained,
+    /// An operator cleared the complaint (`invites clear-complaint`).
+    ComplaintCleared,
 }
 
 impl Trigger {
@@ -67,8 +103,52 @@ impl Trigger {
             Trigger::ExpiryReached => "expiry_reached",
             Trigger::ReminderDue => "reminder_due",
             Trigger::Replayed => "replayed",
+            Trigger::Undeliverable(_) => "undeliverable",
+            Trigger::MailDelivered => "mail_delivered",
+            Trigger::MailDelayed => "mail_delayed",
+            Trigger::Complained => "complained",
+            Trigger::ComplaintCleared => "complaint_cleared",
         }
     }
+
+    /// The trigger of a piece of mail feedback: a permanent bounce or a reject makes the address
+    /// undeliverable; a transient or undetermined bounce and a delay are history only.
+    pub fn of_feedback(kind: &FeedbackKind) -> Trigger {
+        match kind {
+            FeedbackKind::Bounce {
+                bounce_type: BounceType::Permanent,
+                ..
+            } => Trigger::Undeliverable("bounce_permanent".into()),
+            FeedbackKind::Reject { .. } => Trigger::Undeliverable("rejected".into()),
+            FeedbackKind::Bounce { .. } | FeedbackKind::DeliveryDelay { .. } => {
+                Trigger::MailDelayed
+            }
+            FeedbackKind::Delivery => Trigger::MailDelivered,
+            FeedbackKind::Complaint { .. } => Trigger::Complained,
+        }
+    }
+
+    /// Whether this is mail feedback from SES (its generation tag matters).
+    pub fn is_feedback(&self) -> bool {
+        matches!(
+            self,
+            Trigger::Undeliverable(_)
+                | Trigger::MailDelivered
+                | Trigger::MailDelayed
+                | Trigger::Complained
+        )
+    }
+}
+
+/// A fact the record keeps without changing its status ([`Outcome::Remember`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fact {
+    /// The email reached the recipient's server: `delivered_at`, once per generation.
+    Delivered,
+    /// The recipient complained: the complaint, until an operator clears it.
+    Complaint,
+    /// An operator cleared the complaint.
+    ComplaintCleared,
 }
 
 /// A side effect the caller must run (in this order) after writing the new state.
@@ -105,6 +185,9 @@ pub enum Outcome {
     Note { reason: &'static str },
     /// Nothing changes; the request is refused with this reason code (recorded and reported).
     Refused { reason: &'static str },
+    /// The status stays; the record keeps a fact about its mail (one conditional write, no
+    /// side effects).
+    Remember(Fact),
 }
 
 use Effect::*;
@@ -131,6 +214,18 @@ pub fn decide(current: Option<InviteStatus>, trigger: &Trigger) -> Outcome {
         (None, _) => Note {
             reason: "unknown_invite",
         },
+
+        (Some(_), Trigger::Complained) => Remember(Fact::Complaint),
+        (Some(_), Trigger::ComplaintCleared) => Remember(Fact::ComplaintCleared),
+        (Some(_), Trigger::MailDelayed) => Note {
+            reason: "delivery_delayed",
+        },
+        (Some(Pending | Sent), Trigger::Undeliverable(_)) => Transition {
+            to: Undeliverable,
+            new_generation: false,
+            effects: vec![DeleteUnusedUser],
+        },
+        (Some(Pending | Sent), Trigger::MailDelivered) => Remember(Fact::Delivered),
 
         (Some(Sent), Trigger::ReminderDue) => Transition {
             to: Sent,
@@ -192,7 +287,7 @@ pub fn decide(current: Option<InviteStatus>, trigger: &Trigger) -> Outcome {
             new_generation: false,
             effects: vec![DeleteUnusedUser],
         },
-        (Some(Pending | Sent | Expired), Trigger::Accepted) => Transition {
+        (Some(Pending | Sent | Expired | Undeliverable), Trigger::Accepted) => Transition {
             to: Accepted,
             new_generation: false,
             effects: vec![AddToGroups, SendWelcome],
@@ -218,13 +313,48 @@ pub fn decide(current: Option<InviteStatus>, trigger: &Trigger) -> Outcome {
         (Some(Revoked), Trigger::Resend) => Refused { reason: "revoked" },
         (Some(Revoked), _) => Note { reason: "revoked" },
 
-        (Some(Expired | Failed), Trigger::Requested | Trigger::Resend) => Transition {
-            to: Pending,
-            new_generation: true,
-            effects: open_work(),
-        },
+        (Some(Expired | Failed | Undeliverable), Trigger::Requested | Trigger::Resend) => {
+            Transition {
+                to: Pending,
+                new_generation: true,
+                effects: open_work(),
+            }
+        }
         (Some(Expired), _) => Note { reason: "expired" },
         (Some(Failed), _) => Note { reason: "failed" },
+        (Some(Undeliverable), _) => Note {
+            reason: "undeliverable",
+        },
+    }
+}
+
+/// What an opening outcome becomes when the address is on the account's suppression list: the
+/// invite ends `undeliverable` without creating a user or sending anything. A new generation
+/// opens and closes at once; a `pending` invite being resumed removes the never-used user an
+/// interrupted attempt may have left. `None` for an outcome that opens nothing (no check needed).
+pub fn when_suppressed(outcome: &Outcome) -> Option<Outcome> {
+    match outcome {
+        Outcome::Transition {
+            new_generation,
+            effects,
+            ..
+        } if effects.contains(&ProvisionUser) => Some(Outcome::Transition {
+            to: Undeliverable,
+            new_generation: *new_generation,
+            effects: if *new_generation {
+                vec![]
+            } else {
+                vec![DeleteUnusedUser]
+            },
+        }),
+        Outcome::Resume { effects } if effects.contains(&ProvisionUser) => {
+            Some(Outcome::Transition {
+                to: Undeliverable,
+                new_generation: false,
+                effects: vec![DeleteUnusedUser],
+            })
+        }
+        _ => None,
     }
 }
 
@@ -251,7 +381,8 @@ pub fn on_found_user(effect: Effect, trigger: &Trigger, standing: &UserStanding)
     match effect {
         RotatePassword | DeleteUnusedUser
             if standing.is_accepted()
-                && (effect == RotatePassword || *trigger == Trigger::ExpiryReached) =>
+                && (effect == RotatePassword
+                    || matches!(trigger, Trigger::ExpiryReached | Trigger::Undeliverable(_))) =>
         {
             FoundUser::Accept
         }
@@ -276,8 +407,24 @@ mod tests {
             Trigger::ExpiryReached,
             Trigger::ReminderDue,
             Trigger::Replayed,
+            Trigger::Undeliverable("bounce_permanent".into()),
+            Trigger::MailDelivered,
+            Trigger::MailDelayed,
+            Trigger::Complained,
+            Trigger::ComplaintCleared,
         ]
     }
+
+    const ALL_FROM: [Option<InviteStatus>; 8] = [
+        None,
+        Some(Pending),
+        Some(Sent),
+        Some(Accepted),
+        Some(Revoked),
+        Some(Expired),
+        Some(Failed),
+        Some(Undeliverable),
+    ];
 
     fn short(o: &Outcome) -> String {
         match o {
@@ -290,6 +437,7 @@ mod tests {
             Outcome::Resume { .. } => "resume".into(),
             Outcome::Note { reason } => format!("note {reason}"),
             Outcome::Refused { reason } => format!("refused {reason}"),
+            Outcome::Remember(fact) => format!("remember {fact:?}"),
         }
     }
 
@@ -322,6 +470,9 @@ mod tests {
             (Some(Failed), ["open pending", "note failed", "note failed", "note failed",
                             "open pending", "note failed", "note failed", "note failed", "note failed",
                             "open pending"]),
+            (Some(Undeliverable), ["open pending", "note undeliverable", "note undeliverable", "note undeliverable",
+                                   "open pending", "note undeliverable", "-> accepted", "note undeliverable",
+                                   "note undeliverable", "note undeliverable"]),
         ];
         for (from, row) in table {
             for (trigger, want) in all_triggers().iter().zip(row) {
@@ -331,17 +482,148 @@ mod tests {
         }
     }
 
+    /// The mail-feedback triggers, every status: only an open invite becomes undeliverable or
+    /// remembers a delivery; a complaint is remembered whatever the status.
+    #[test]
+    #[rustfmt::skip]
+    fn exhaustive_feedback_table() {
+        // Columns in the order of `all_triggers` from the 11th: undeliverable, mail_delivered,
+        // mail_delayed, complained, complaint_cleared.
+        let unknown = "note unknown_invite";
+        let closed = |r: &'static str| -> [&'static str; 5] {
+            [r, r, "note delivery_delayed", "remember Complaint", "remember ComplaintCleared"]
+        };
+        let open = ["-> undeliverable", "remember Delivered", "note delivery_delayed",
+                    "remember Complaint", "remember ComplaintCleared"];
+        let table: Vec<(Option<InviteStatus>, [&str; 5])> = vec![
+            (None, [unknown; 5]),
+            (Some(Pending), open),
+            (Some(Sent), open),
+            (Some(Accepted), closed("note already_accepted")),
+            (Some(Revoked), closed("note revoked")),
+            (Some(Expired), closed("note expired")),
+            (Some(Failed), closed("note failed")),
+            (Some(Undeliverable), closed("note undeliverable")),
+        ];
+        for (from, row) in table {
+            for (trigger, want) in all_triggers()[10..].iter().zip(row) {
+                let got = short(&decide(from, trigger));
+                assert_eq!(got, want, "from {from:?} on {}", trigger.name());
+            }
+        }
+        // An undeliverable invite's user goes the way of a revoked one's.
+        assert_eq!(
+            decide(Some(Sent), &Trigger::Undeliverable("rejected".into())),
+            Outcome::Transition { to: Undeliverable, new_generation: false, effects: vec![DeleteUnusedUser] }
+        );
+    }
+
+    #[test]
+    fn feedback_kinds_map_to_their_triggers() {
+        let bounce = |bounce_type| FeedbackKind::Bounce {
+            bounce_type,
+            sub_type: "General".into(),
+            diagnostic: None,
+        };
+        let cases = [
+            (bounce(BounceType::Permanent), "undeliverable"),
+            (bounce(BounceType::Transient), "mail_delayed"),
+            (bounce(BounceType::Undetermined), "mail_delayed"),
+            (
+                FeedbackKind::Reject {
+                    reason: "Bad content".into(),
+                },
+                "undeliverable",
+            ),
+            (
+                FeedbackKind::DeliveryDelay {
+                    delay_type: "MailboxFull".into(),
+                },
+                "mail_delayed",
+            ),
+            (FeedbackKind::Delivery, "mail_delivered"),
+            (
+                FeedbackKind::Complaint {
+                    feedback_type: None,
+                },
+                "complained",
+            ),
+        ];
+        for (kind, want) in cases {
+            let t = Trigger::of_feedback(&kind);
+            assert_eq!(t.name(), want, "{kind:?}");
+            assert!(t.is_feedback());
+            assert_eq!(
+                kind.is_undeliverable(),
+                matches!(t, Trigger::Undeliverable(_))
+            );
+        }
+        assert_eq!(
+            Trigger::of_feedback(&bounce(BounceType::Permanent)),
+            Trigger::Undeliverable("bounce_permanent".into())
+        );
+        assert_eq!(
+            Trigger::of_feedback(&FeedbackKind::Reject {
+                reason: "virus".into()
+            }),
+            Trigger::Undeliverable("rejected".into())
+        );
+    }
+
+    /// Every outcome of the table, suppressed: whatever would create a user ends `undeliverable`
+    /// without it; nothing else is touched.
+    #[test]
+    fn a_suppressed_address_never_gets_a_user_or_an_email() {
+        for from in ALL_FROM {
+            for t in all_triggers() {
+                let outcome = decide(from, &t);
+                let opens = match &outcome {
+                    Outcome::Transition { effects, .. } | Outcome::Resume { effects } => {
+                        effects.contains(&ProvisionUser)
+                    }
+                    _ => false,
+                };
+                match when_suppressed(&outcome) {
+                    None => assert!(!opens, "{from:?} {t:?}"),
+                    Some(Outcome::Transition {
+                        to,
+                        new_generation,
+                        effects,
+                    }) => {
+                        assert!(opens, "{from:?} {t:?}");
+                        assert_eq!(to, Undeliverable);
+                        let fresh = matches!(
+                            outcome,
+                            Outcome::Transition {
+                                new_generation: true,
+                                ..
+                            }
+                        );
+                        assert_eq!(new_generation, fresh, "{from:?} {t:?}");
+                        let want = if fresh {
+                            vec![]
+                        } else {
+                            vec![DeleteUnusedUser]
+                        };
+                        assert_eq!(effects, want, "{from:?} {t:?}");
+                    }
+                    Some(other) => panic!("{from:?} {t:?}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(
+            when_suppressed(&decide(Some(Pending), &Trigger::Requested)),
+            Some(Outcome::Transition {
+                to: Undeliverable,
+                new_generation: false,
+                effects: vec![DeleteUnusedUser]
+            })
+        );
+    }
+
     #[test]
     fn effects_never_delete_a_user_on_acceptance_and_always_rotate_before_sending() {
-        for from in [
-            None,
-            Some(Pending),
-            Some(Sent),
-            Some(Accepted),
-            Some(Revoked),
-            Some(Expired),
-            Some(Failed),
-        ] {
+        for from in ALL_FROM {
             for t in all_triggers() {
                 let effects = match decide(from, &t) {
                     Outcome::Transition { effects, .. } | Outcome::Resume { effects } => effects,
@@ -368,7 +650,7 @@ mod tests {
 
     #[test]
     fn closed_states_never_go_back_to_sent_without_a_new_generation() {
-        for from in [Accepted, Revoked, Expired, Failed] {
+        for from in [Accepted, Revoked, Expired, Failed, Undeliverable] {
             for t in all_triggers() {
                 if let Outcome::Transition {
                     to, new_generation, ..
@@ -406,7 +688,7 @@ mod tests {
             FoundUser::Keep => "keep".to_string(),
         };
         // Columns: provision (request), rotate (resend), rotate (reminder), delete (expiry),
-        // delete (revoke), delete (delivery failed).
+        // delete (revoke), delete (delivery failed), delete (undeliverable).
         let columns = [
             (ProvisionUser, Trigger::Requested),
             (RotatePassword, Trigger::Resend),
@@ -414,20 +696,21 @@ mod tests {
             (DeleteUnusedUser, Trigger::ExpiryReached),
             (DeleteUnusedUser, Trigger::Revoke),
             (DeleteUnusedUser, Trigger::DeliveryFailed("email_rejected".into())),
+            (DeleteUnusedUser, Trigger::Undeliverable("bounce_permanent".into())),
         ];
         let fail = |r: &str| format!("fail {r}");
-        let rows: Vec<[String; 6]> = vec![
-            ["proceed", "proceed", "proceed", "proceed", "proceed", "proceed"].map(String::from),
-            ["proceed", "proceed", "proceed", "proceed", "proceed", "proceed"].map(String::from),
-            [fail("already_registered"), "accept".into(), "accept".into(), "accept".into(), "keep".into(), "keep".into()],
-            [fail("user_disabled"), fail("user_disabled"), fail("user_disabled"), "keep".into(), "keep".into(), "keep".into()],
-            [fail("user_status_unconfirmed"), fail("user_status_unconfirmed"), fail("user_status_unconfirmed"), "keep".into(), "keep".into(), "keep".into()],
-            [fail("user_status_reset_required"), fail("user_status_reset_required"), fail("user_status_reset_required"), "keep".into(), "keep".into(), "keep".into()],
-            [fail("user_status_external_provider"), fail("user_status_external_provider"), fail("user_status_external_provider"), "keep".into(), "keep".into(), "keep".into()],
-            [fail("user_status_archived"), fail("user_status_archived"), fail("user_status_archived"), "keep".into(), "keep".into(), "keep".into()],
-            [fail("user_status_compromised"), fail("user_status_compromised"), fail("user_status_compromised"), "keep".into(), "keep".into(), "keep".into()],
-            [fail("user_status_unknown"), fail("user_status_unknown"), fail("user_status_unknown"), "keep".into(), "keep".into(), "keep".into()],
-            [fail("user_status_something_new"), fail("user_status_something_new"), fail("user_status_something_new"), "keep".into(), "keep".into(), "keep".into()],
+        let rows: Vec<[String; 7]> = vec![
+            ["proceed", "proceed", "proceed", "proceed", "proceed", "proceed", "proceed"].map(String::from),
+            ["proceed", "proceed", "proceed", "proceed", "proceed", "proceed", "proceed"].map(String::from),
+            [fail("already_registered"), "accept".into(), "accept".into(), "accept".into(), "keep".into(), "keep".into(), "accept".into()],
+            [fail("user_disabled"), fail("user_disabled"), fail("user_disabled"), "keep".into(), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_unconfirmed"), fail("user_status_unconfirmed"), fail("user_status_unconfirmed"), "keep".into(), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_reset_required"), fail("user_status_reset_required"), fail("user_status_reset_required"), "keep".into(), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_external_provider"), fail("user_status_external_provider"), fail("user_status_external_provider"), "keep".into(), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_archived"), fail("user_status_archived"), fail("user_status_archived"), "keep".into(), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_compromised"), fail("user_status_compromised"), fail("user_status_compromised"), "keep".into(), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_unknown"), fail("user_status_unknown"), fail("user_status_unknown"), "keep".into(), "keep".into(), "keep".into(), "keep".into()],
+            [fail("user_status_something_new"), fail("user_status_something_new"), fail("user_status_something_new"), "keep".into(), "keep".into(), "keep".into(), "keep".into()],
         ];
         for (standing, row) in standings.iter().zip(rows) {
             for ((effect, trigger), want) in columns.iter().zip(row) {

@@ -80,6 +80,7 @@ fn invite(status: InviteStatus) -> Invite {
                 number: 2,
                 original_message_id: Some("msg-1".into()),
             }),
+            actor: Some("ops@example.com".into()),
         }],
         version: u64::MAX - 1,
         lease: Some(Lease {
@@ -89,6 +90,19 @@ fn invite(status: InviteStatus) -> Invite {
         outbox: vec![],
         reminded_generation: None,
         last_occurred_at: None,
+        mail: crate::domain::MailFacts {
+            delivered_at: Some(datetime!(2025-01-02 03:05:00 UTC)),
+            complaint: Some(crate::domain::Complaint {
+                at: datetime!(2025-01-02 03:06:00 UTC),
+                feedback_type: Some("abuse".into()),
+            }),
+            bounce: Some(crate::domain::BounceDetail {
+                at: datetime!(2025-01-02 03:07:00 UTC),
+                bounce_type: Some("Permanent".into()),
+                sub_type: Some("NoEmail".into()),
+                diagnostic: Some("smtp; 550 5.1.1 user unknown".into()),
+            }),
+        },
     }
 }
 
@@ -146,6 +160,7 @@ fn closed_invites_leave_the_open_index_and_get_a_ttl() {
         InviteStatus::Revoked,
         InviteStatus::Expired,
         InviteStatus::Failed,
+        InviteStatus::Undeliverable,
     ] {
         let closed = invite(status);
         let item = item::to_item(&closed, 4).unwrap();
