@@ -108,6 +108,12 @@ pub fn require(settings: &Settings, needs_queue: bool) -> anyhow::Result<()> {
     if needs_queue && settings.queue.dlq_url.is_empty() {
         return Err(missing("queue.dlq_url", "INVITE_WORKER__QUEUE__DLQ_URL").into());
     }
+    if needs_queue
+        && !settings.feedback.queue_url.is_empty()
+        && settings.feedback.dlq_url.is_empty()
+    {
+        return Err(missing("feedback.dlq_url", "INVITE_WORKER__FEEDBACK__DLQ_URL").into());
+    }
     Ok(())
 }
 
@@ -255,4 +261,46 @@ impl crate::worker::MessageHandler for InviteService {
         let replay = crate::ops::dlq::lineage::replay_of(message);
         self.handle_delivery(&message.body, replay.as_ref()).await
     }
+}
+
+#[async_trait::async_trait]
+impl crate::feedback::FeedbackTarget for InviteService {
+    async fn apply_feedback(
+        &self,
+        feedback: &crate::domain::feedback::MailFeedback,
+    ) -> Result<crate::app::handler::Handled, crate::app::handle_error::HandleError> {
+        InviteService::apply_feedback(self, feedback).await
+    }
+}
+
+/// The worker for SES's sending events (`feedback.queue_url`), when one is configured: the same
+/// runtime as the invite queue's (heartbeat, retries, dead letters to `feedback.dlq_url`), a
+/// quarter of its concurrency, applying each event to its invite through `c.service`.
+pub fn feedback_worker(
+    c: &Components,
+    invite_options: &crate::worker::WorkerOptions,
+) -> Option<crate::worker::Worker> {
+    let f = &c.settings.feedback;
+    if f.queue_url.is_empty() {
+        return None;
+    }
+    let queue = Arc::new(
+        SqsQueue::new(
+            aws_sdk_sqs::Client::new(&c.sdk),
+            f.queue_url.clone(),
+            f.dlq_url.clone(),
+            WORKER_VERSION,
+        )
+        .with_visibility_timeout(Duration::from_secs(
+            c.settings.queue.visibility_timeout_seconds,
+        )),
+    );
+    let handler = crate::feedback::FeedbackHandler::new(c.service.clone(), c.observer.clone());
+    let mut options = invite_options.clone();
+    options.concurrency = (options.concurrency / 4).max(1);
+    Some(crate::worker::Worker::new(
+        queue,
+        Arc::new(handler) as Arc<dyn crate::worker::MessageHandler>,
+        options,
+    ))
 }

@@ -283,7 +283,9 @@ async fn send_raw(env: &Env, body: &str) {
         .expect("send to the feedback queue");
 }
 
-async fn feedback_dead_letters(env: &Env) -> Vec<(String, std::collections::HashMap<String, String>)> {
+async fn feedback_dead_letters(
+    env: &Env,
+) -> Vec<(String, std::collections::HashMap<String, String>)> {
     let mut settings = env.settings.clone();
     settings.queue.dlq_url = env.settings.feedback.dlq_url.clone();
     dead_letters(&settings).await
@@ -312,7 +314,11 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
     enqueue(&env, &bodies).await;
     run_until_idle(&env).await;
     for email in all {
-        assert_eq!(record(&env, email).await.status, InviteStatus::Sent, "{email}");
+        assert_eq!(
+            record(&env, email).await.status,
+            InviteStatus::Sent,
+            "{email}"
+        );
         assert!(user_exists(&env, email).await, "{email} has a user");
     }
 
@@ -320,14 +326,22 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
     let bounce_doc = permanent_bounce(&bounced, &record(&env, &bounced).await, "m-bounce");
     publish_to_topic(&env, &bounce_doc).await; // SNS envelope
     send_raw(&env, &bounce_doc.to_string()).await; // the same event again, raw: a duplicate
-    publish_to_topic(&env, &reject(&rejected, &record(&env, &rejected).await, "m-reject")).await;
+    publish_to_topic(
+        &env,
+        &reject(&rejected, &record(&env, &rejected).await, "m-reject"),
+    )
+    .await;
     send_raw(
         &env,
         &complaint(&complained, &record(&env, &complained).await, "m-complaint").to_string(),
     )
     .await;
     let delivery_doc = delivery(&delivered, &record(&env, &delivered).await, "m-delivery");
-    send_raw(&env, &eventbridge("Email Delivered", delivery_doc).to_string()).await;
+    send_raw(
+        &env,
+        &eventbridge("Email Delivered", delivery_doc).to_string(),
+    )
+    .await;
     publish_to_topic(
         &env,
         &delivery_delay(&delayed, &record(&env, &delayed).await, "m-delay"),
@@ -355,7 +369,10 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
         let rec = record(&env, email).await;
         assert_eq!(rec.status, InviteStatus::Undeliverable, "{email}: {rec:?}");
         assert!(
-            rec.reason.as_deref().unwrap_or_default().contains(reason_part),
+            rec.reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains(reason_part),
             "{email}: reason {:?}",
             rec.reason
         );
@@ -423,7 +440,10 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
         .iter()
         .find(|e| e["type"] == "invite.undeliverable" && e["data"]["email"] == bounced.as_str())
         .expect("the bounced invite's event");
-    assert_eq!(undeliverable["data"]["bounce_type"], "Permanent", "{undeliverable}");
+    assert_eq!(
+        undeliverable["data"]["bounce_type"], "Permanent",
+        "{undeliverable}"
+    );
     let types = events.get(delivered.as_str()).cloned().unwrap_or_default();
     assert!(types.iter().any(|t| t == "invite.delivered"), "{types:?}");
 
@@ -436,7 +456,10 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
         "{dead:?}"
     );
     let invite_dead = dead_letters(&env.settings).await;
-    assert!(invite_dead.is_empty(), "nothing on the invite DLQ: {invite_dead:?}");
+    assert!(
+        invite_dead.is_empty(),
+        "nothing on the invite DLQ: {invite_dead:?}"
+    );
 
     // HR invites the corrected address at once: it goes through and the password signs in.
     let corrected = recipient_in("fb", "bounce-fixed");
@@ -472,7 +495,10 @@ async fn an_address_on_the_suppression_list_is_undeliverable_at_once_with_no_use
     let rec = record(&env, &suppressed).await;
     assert_eq!(rec.status, InviteStatus::Undeliverable, "{rec:?}");
     assert!(
-        rec.reason.as_deref().unwrap_or_default().contains("suppressed"),
+        rec.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("suppressed"),
         "reason {:?}",
         rec.reason
     );
@@ -480,10 +506,20 @@ async fn an_address_on_the_suppression_list_is_undeliverable_at_once_with_no_use
     assert!(ses_mails_to(&suppressed).is_empty(), "no email");
     assert_eq!(record(&env, &fine).await.status, InviteStatus::Sent);
     assert_eq!(ses_mails_to(&fine).len(), 1);
-    assert!(dead_letters(&env.settings).await.is_empty(), "nothing dead-lettered");
+    assert!(
+        dead_letters(&env.settings).await.is_empty(),
+        "nothing dead-lettered"
+    );
     let mut seen = Vec::new();
     let events = lifecycle_events(&env, &mut seen).await;
     let types = events.get(suppressed.as_str()).cloned().unwrap_or_default();
-    assert!(types.iter().any(|t| t == "invite.undeliverable"), "{types:?}");
-    assert_eq!(proxy.stats()["services"]["ses"]["suppressed"], 1, "the list was asked");
+    assert!(
+        types.iter().any(|t| t == "invite.undeliverable"),
+        "{types:?}"
+    );
+    assert_eq!(
+        proxy.stats()["services"]["ses"]["suppressed"],
+        1,
+        "the list was asked"
+    );
 }

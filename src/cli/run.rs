@@ -23,6 +23,8 @@ pub async fn run(settings: Settings, until_idle: bool, json: bool) -> anyhow::Re
     let c = wiring::build(settings, sdk).await?;
     // While a downstream's circuit is open the worker stops receiving.
     options.pause_when = Some(c.observer.circuits().pause_hook());
+    // SES's sending events (bounces, complaints, deliveries), when a feedback queue is set.
+    let feedback = wiring::feedback_worker(&c, &options);
     let worker = Worker::new(
         c.queue.clone(),
         c.service.clone() as Arc<dyn crate::worker::MessageHandler>,
@@ -51,7 +53,19 @@ pub async fn run(settings: Settings, until_idle: bool, json: bool) -> anyhow::Re
         ))
     });
     info!(queue = %c.settings.queue.url, fifo = c.settings.queue_is_fifo(), "worker starting");
-    let summary = worker.run(shutdown.clone()).await;
+    if feedback.is_some() {
+        info!(queue = %c.settings.feedback.queue_url, "feedback worker starting");
+    }
+    let feedback_run = async {
+        match &feedback {
+            Some(f) => Some(f.run(shutdown.clone()).await),
+            None => None,
+        }
+    };
+    let (summary, feedback_summary) = tokio::join!(worker.run(shutdown.clone()), feedback_run);
+    if let Some(fs) = feedback_summary {
+        info!(summary = %fs, "feedback worker stopped");
+    }
     relay_stop.cancel();
     if let Some(relay) = relay {
         let _ = relay.await;
