@@ -6,7 +6,7 @@ use aws_config::SdkConfig;
 use aws_sdk_sesv2::types::VerificationStatus;
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use crate::adapters::aws_errors::classify;
+use crate::adapters::aws_errors::{classify, succeeded_unreadably};
 use crate::adapters::cognito::CognitoDirectory;
 use crate::adapters::ses_suppression::SesSuppressionList;
 use crate::domain::{EmailAddress, PoolProfile};
@@ -109,13 +109,17 @@ impl AwsProbe {
     /// `GetConfigurationSet`: the configuration set every mail is sent with exists (SES rejects
     /// each send naming one that does not).
     pub async fn configuration_set(&self, name: &str) -> Result<(), DownstreamError> {
-        self.ses
+        match self
+            .ses
             .get_configuration_set()
             .configuration_set_name(name)
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| classify(Service::Ses, "GetConfigurationSet", &e, |_| None))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if succeeded_unreadably(&e) => Ok(()),
+            Err(e) => Err(classify(Service::Ses, "GetConfigurationSet", &e, |_| None)),
+        }
     }
 
     /// One `GetSuppressedDestination` for `address` (harmless: a read), the way the worker asks
