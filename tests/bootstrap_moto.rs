@@ -202,6 +202,8 @@ async fn creates_everything_then_finds_everything() {
     configured.queue.dlq_url = reloaded.queue.dlq_url.clone();
     configured.cognito.user_pool_id = reloaded.cognito.user_pool_id.clone();
     configured.cognito.client_id = reloaded.cognito.client_id.clone();
+    configured.feedback.queue_url = reloaded.feedback.queue_url.clone();
+    configured.feedback.dlq_url = reloaded.feedback.dlq_url.clone();
     let third = bootstrap(&configured, &sdk, &state)
         .await
         .unwrap_or_else(|e| panic!("third run: {e}"));
@@ -210,6 +212,8 @@ async fn creates_everything_then_finds_everything() {
         resource::DEAD_LETTER_QUEUE,
         resource::USER_POOL,
         resource::APP_CLIENT,
+        resource::FEEDBACK_QUEUE,
+        resource::FEEDBACK_DLQ,
     ] {
         assert_eq!(
             row(&third, label).outcome,
@@ -217,6 +221,18 @@ async fn creates_everything_then_finds_everything() {
             "{label}\n{third}"
         );
     }
+    // The feedback queue bootstrap made is still wired to its topic.
+    for label in [resource::FEEDBACK_TOPIC, resource::FEEDBACK_SUBSCRIPTION] {
+        assert_eq!(
+            row(&third, label).outcome,
+            Outcome::Found,
+            "{label}\n{third}"
+        );
+    }
+    assert!(
+        row(&third, resource::FEEDBACK_QUEUE).notes.is_empty(),
+        "{third}"
+    );
     assert_eq!(third.created().count(), 0, "{third}");
 
     // The main queue is wired to the DLQ.

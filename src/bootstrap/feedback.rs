@@ -34,15 +34,6 @@ pub(super) async fn ensure(
         );
         return Ok(None);
     }
-    if !f.queue_url.is_empty() {
-        report.push(
-            resource::FEEDBACK_QUEUE,
-            &f.queue_url,
-            Outcome::Configured,
-            vec!["feedback.queue_url is set: subscribe it to your topic yourself".into()],
-        );
-        return Ok(None);
-    }
     let names = queues::QueueNames::from_setting(&f.name).map_err(|_| BootstrapError::Config {
         key: "feedback.name",
         reason: format!(
@@ -58,6 +49,18 @@ pub(super) async fn ensure(
                 f.name
             ),
         });
+    }
+    // A queue of another name is someone else's: used as it is, not wired to a topic. The one
+    // bootstrap made (recorded in the state file, so configured on the next run) is checked
+    // like a found one.
+    if !f.queue_url.is_empty() && f.queue_url.rsplit('/').next() != Some(names.main.as_str()) {
+        report.push(
+            resource::FEEDBACK_QUEUE,
+            &f.queue_url,
+            Outcome::Configured,
+            vec!["not named feedback.name: subscribe it to your topic yourself".into()],
+        );
+        return Ok(None);
     }
     let sqs = &clients.sqs;
 
@@ -90,8 +93,15 @@ pub(super) async fn ensure(
     report.push(resource::FEEDBACK_TOPIC, &topic_arn, topic_outcome, vec![]);
 
     let redrive = queues::redrive_policy(&dlq_arn, settings.queue.redrive_max_receive_count);
-    let (url, outcome) = match queues::find(sqs, resource::FEEDBACK_QUEUE, &names.main).await? {
-        Some(url) => (url, Outcome::Found),
+    let existing = if f.queue_url.is_empty() {
+        queues::find(sqs, resource::FEEDBACK_QUEUE, &names.main)
+            .await?
+            .map(|url| (url, Outcome::Found))
+    } else {
+        Some((f.queue_url.clone(), Outcome::Configured))
+    };
+    let (url, outcome) = match existing {
+        Some(found) => found,
         None => {
             // The policy names the queue's own ARN, known once it exists: set just after.
             let attributes = vec![
@@ -108,7 +118,8 @@ pub(super) async fn ensure(
     };
     let queue_arn = queues::queue_arn(sqs, resource::FEEDBACK_QUEUE, &url).await?;
     let mut notes = Vec::new();
-    if ensure_queue_policy(sqs, &url, &queue_arn, &topic_arn).await? && outcome == Outcome::Found {
+    if ensure_queue_policy(sqs, &url, &queue_arn, &topic_arn).await? && outcome != Outcome::Created
+    {
         notes.push("queue policy set: the topic may send to it".to_string());
     }
     report.push_recorded(
@@ -278,6 +289,29 @@ async fn ensure_subscription(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_configured_queue_of_another_name_is_left_alone() {
+        use crate::bootstrap::test_support::{mocked, settings};
+        let clients = Clients {
+            sqs: mocked!(aws_sdk_sqs),
+            dynamodb: mocked!(aws_sdk_dynamodb),
+            cognito: mocked!(aws_sdk_cognitoidentityprovider),
+            ses: mocked!(aws_sdk_sesv2),
+            sns: mocked!(aws_sdk_sns),
+        };
+        let mut settings = settings();
+        settings.email.transport = Transport::Ses;
+        settings.feedback.queue_url = "http://sqs/1/ours-already".into();
+        let mut report = BootstrapReport::new("s".into());
+
+        let topic = ensure(&clients, &settings, &mut report).await.unwrap();
+
+        assert!(topic.is_none());
+        assert_eq!(report.rows.len(), 1);
+        assert_eq!(report.rows[0].outcome, Outcome::Configured);
+        assert!(report.state_entries().is_empty());
+    }
 
     #[test]
     fn the_topic_lives_next_to_the_queue() {
