@@ -213,6 +213,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_configuration_set_moto_describes_wrongly_still_exists() {
+        let moto = mock!(aws_sdk_sesv2::Client::get_configuration_set).then_http_response(|| {
+            let body =
+                r#"{"ConfigurationSetName": "invites", "SendingOptions": {"SendingEnabled": {}}}"#;
+            let mut resp = HttpResponse::new(200.try_into().unwrap(), SdkBody::from(body));
+            resp.headers_mut()
+                .insert("content-type", "text/html; charset=utf-8");
+            resp
+        });
+        let p = probe(mocked!(aws_sdk_dynamodb), mocked!(aws_sdk_sesv2, moto));
+        assert_eq!(p.configuration_set("invites").await, Ok(()));
+    }
+
+    #[tokio::test]
     async fn reading_the_suppression_list_without_the_permission_is_access_denied() {
         let denied = mock!(aws_sdk_sesv2::Client::get_suppressed_destination)
             .then_http_response(|| error(403, "AccessDeniedException", "application/json"));
