@@ -1,5 +1,7 @@
 //! `invite-worker bootstrap`: creates, idempotently, the resources the worker needs (queues, the
-//! DynamoDB table, the Cognito user pool with its app client and groups, the SES sender identity)
+//! DynamoDB table, the Cognito user pool with its app client and groups, the SES sender identity,
+//! and for delivery awareness the SES configuration set, the feedback topic and queue with its
+//! subscription and, where the endpoint has the API, the configuration set's event destination)
 //! on the local stack or in a real account.
 //!
 //! For each resource: when the configuration names it (`queue.url`, `queue.dlq_url`,
@@ -16,6 +18,8 @@
 //! variable outranks the state file, so the recorded URL would never take effect.
 
 mod cognito;
+mod configuration_set;
+mod feedback;
 mod queues;
 mod report;
 mod ses;
@@ -29,6 +33,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use crate::config::{self, Settings};
 
 pub use cognito::{APP_CLIENT_NAME, CUSTOM_ATTRIBUTE, GROUPS};
+pub use configuration_set::DEFAULT_CONFIGURATION_SET;
 pub use report::{resource, BootstrapReport, Outcome, ReportRow};
 
 /// Names in the invites table that bootstrap creates: the DynamoDB adapter's names (one
@@ -151,6 +156,7 @@ pub(crate) struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub ses: aws_sdk_sesv2::Client,
+    pub sns: aws_sdk_sns::Client,
 }
 
 impl Clients {
@@ -160,6 +166,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             cognito: aws_sdk_cognitoidentityprovider::Client::new(sdk),
             ses: aws_sdk_sesv2::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
         }
     }
 }
@@ -216,6 +223,8 @@ async fn ensure_all(
     table::ensure(&clients.dynamodb, &settings.table.name, wait, report).await?;
     cognito::ensure(&clients.cognito, settings, report).await?;
     ses::ensure(&clients.ses, settings, report).await?;
+    let topic = feedback::ensure(clients, settings, report).await?;
+    configuration_set::ensure(&clients.ses, settings, topic.as_ref(), report).await?;
     Ok(())
 }
 
@@ -308,6 +317,7 @@ mod tests {
             dynamodb: test_support::mocked!(aws_sdk_dynamodb, throttled),
             cognito: test_support::mocked!(aws_sdk_cognitoidentityprovider),
             ses: test_support::mocked!(aws_sdk_sesv2),
+            sns: test_support::mocked!(aws_sdk_sns),
         };
         let settings = test_support::settings();
         let dir = tempfile::tempdir().expect("tempdir");

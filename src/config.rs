@@ -529,16 +529,22 @@ pub fn record_state(path: &Path, entries: &[(&str, &str, String)]) -> std::io::R
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
         Err(e) => return Err(e),
     };
-    for (section, key, value) in entries {
-        let entry = table
-            .entry(section.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if !entry.is_table() {
-            *entry = toml::Value::Table(toml::Table::new());
+    'entries: for (section, key, value) in entries {
+        // A dotted section (`email.ses`) is a nested table.
+        let mut t = &mut table;
+        for part in section.split('.') {
+            let entry = t
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            match entry.as_table_mut() {
+                Some(inner) => t = inner,
+                None => continue 'entries,
+            }
         }
-        if let Some(t) = entry.as_table_mut() {
-            t.insert(key.to_string(), toml::Value::String(value.clone()));
-        }
+        t.insert(key.to_string(), toml::Value::String(value.clone()));
     }
     let body = toml::to_string(&table).map_err(|e| invalid(&e))?;
     let out = format!(
@@ -631,5 +637,23 @@ mod tests {
         );
         assert_eq!(parsed["table"]["name"].as_str(), Some("t2"));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_dotted_section_is_recorded_as_a_nested_table_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstrap.toml");
+        record_state(&path, &[("email", "from", "a@b.example".into())]).unwrap();
+        record_state(
+            &path,
+            &[("email.ses", "configuration_set", "invite-worker".into())],
+        )
+        .unwrap();
+        let settings = Settings::load(&ConfigSources::defaults_and_state(path.clone())).unwrap();
+        assert_eq!(
+            settings.email.ses.configuration_set.as_deref(),
+            Some("invite-worker")
+        );
+        assert_eq!(settings.email.from, "a@b.example");
     }
 }

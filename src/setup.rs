@@ -7,6 +7,7 @@ use std::fmt;
 use crate::adapters::probe::{AwsProbe, SesAccess};
 use crate::adapters::ses::sender_address;
 use crate::config::{Settings, Transport};
+use crate::domain::EmailAddress;
 use crate::error::{DownstreamError, Service, SetupCause};
 
 /// Where the SDK sends its calls: for messages that name the region and endpoint.
@@ -39,6 +40,14 @@ pub enum Need {
     Sender,
     /// `events.outbound_queue_url`, when set.
     EventsQueue,
+    /// `email.ses.configuration_set`, when set with the SES transport.
+    ConfigurationSet,
+    /// `feedback.queue_url`, when set: where SES's sending events arrive.
+    FeedbackQueue,
+    /// `feedback.dlq_url`, when set.
+    FeedbackDeadLetterQueue,
+    /// The account's suppression list, with `email.ses.check_suppression_list` and SES.
+    SuppressionList,
 }
 
 impl Need {
@@ -51,15 +60,23 @@ impl Need {
             Need::Pool => "user pool",
             Need::Sender => "ses sender identity",
             Need::EventsQueue => "outbound events",
+            Need::ConfigurationSet => "ses configuration set",
+            Need::FeedbackQueue => "feedback queue",
+            Need::FeedbackDeadLetterQueue => "feedback dead letters",
+            Need::SuppressionList => "ses suppression list",
         }
     }
 
     fn service(self) -> Service {
         match self {
-            Need::Queue | Need::DeadLetterQueue | Need::EventsQueue => Service::Sqs,
+            Need::Queue
+            | Need::DeadLetterQueue
+            | Need::EventsQueue
+            | Need::FeedbackQueue
+            | Need::FeedbackDeadLetterQueue => Service::Sqs,
             Need::Table => Service::DynamoDb,
             Need::Pool => Service::Cognito,
-            Need::Sender => Service::Ses,
+            Need::Sender | Need::ConfigurationSet | Need::SuppressionList => Service::Ses,
         }
     }
 
@@ -87,7 +104,44 @@ impl Need {
                 format!("events queue {}", settings.events.outbound_queue_url),
                 "events.outbound_queue_url",
             ),
+            Need::ConfigurationSet => (
+                format!(
+                    "SES configuration set {}",
+                    settings
+                        .email
+                        .ses
+                        .configuration_set
+                        .as_deref()
+                        .unwrap_or("")
+                ),
+                "email.ses.configuration_set",
+            ),
+            Need::FeedbackQueue => (
+                format!("feedback queue {}", settings.feedback.queue_url),
+                "feedback.queue_url",
+            ),
+            Need::FeedbackDeadLetterQueue => (
+                format!("feedback dead-letter queue {}", settings.feedback.dlq_url),
+                "feedback.dlq_url",
+            ),
+            Need::SuppressionList => (
+                "the SES suppression list".to_string(),
+                "email.ses.check_suppression_list",
+            ),
         }
+    }
+}
+
+/// The configuration set every mail is sent with, when SES sends and one is named.
+fn configuration_set(settings: &Settings) -> Option<&str> {
+    match settings.email.transport {
+        Transport::Ses => settings
+            .email
+            .ses
+            .configuration_set
+            .as_deref()
+            .filter(|s| !s.is_empty()),
+        Transport::Smtp => None,
     }
 }
 
@@ -97,7 +151,59 @@ pub fn needs_for_run(settings: &Settings) -> Vec<Need> {
     if settings.email.transport == Transport::Ses {
         needs.push(Need::Sender);
     }
+    needs.extend(delivery_awareness_needs(settings));
     needs
+}
+
+/// What `config check` checks: everything `run` needs, and the outbound events queue.
+pub fn needs_for_check(settings: &Settings) -> Vec<Need> {
+    let mut needs = vec![Need::Queue, Need::DeadLetterQueue, Need::Table, Need::Pool];
+    if !settings.events.outbound_queue_url.is_empty() {
+        needs.push(Need::EventsQueue);
+    }
+    if settings.email.transport == Transport::Ses {
+        needs.push(Need::Sender);
+    }
+    needs.extend(delivery_awareness_needs(settings));
+    needs
+}
+
+/// The configuration set, the feedback queues and the suppression list, as configured.
+fn delivery_awareness_needs(settings: &Settings) -> Vec<Need> {
+    let mut needs = Vec::new();
+    if configuration_set(settings).is_some() {
+        needs.push(Need::ConfigurationSet);
+    }
+    if !settings.feedback.queue_url.is_empty() {
+        needs.push(Need::FeedbackQueue);
+    }
+    if !settings.feedback.dlq_url.is_empty() {
+        needs.push(Need::FeedbackDeadLetterQueue);
+    }
+    if settings.email.transport == Transport::Ses && settings.email.ses.check_suppression_list {
+        needs.push(Need::SuppressionList);
+    }
+    needs
+}
+
+/// Advice on delivery awareness that is not a failure: half of it configured, or events expected
+/// from a transport that sends none.
+pub fn feedback_warnings(settings: &Settings) -> Vec<String> {
+    let listening = !settings.feedback.queue_url.is_empty();
+    let mut out = Vec::new();
+    match (&settings.email.transport, listening, configuration_set(settings)) {
+        (Transport::Smtp, true, _) => out.push(
+            "feedback.queue_url is set but email.transport is smtp: SES sends no events for mail it did not send; bounces come back to the relay (docs/operations.md, \"Delivery awareness over SMTP\")".into(),
+        ),
+        (Transport::Ses, true, None) => out.push(
+            "feedback.queue_url is set but email.ses.configuration_set is not: no sending events can arrive; set the configuration set whose event destination feeds that queue".into(),
+        ),
+        (Transport::Ses, false, Some(name)) => out.push(format!(
+            "email.ses.configuration_set ({name}) is set but feedback.queue_url is not: bounces, complaints and deliveries are published but the worker does not read them; set feedback.queue_url"
+        )),
+        _ => {}
+    }
+    out
 }
 
 /// One broken thing in the setup, as one line for a person.
@@ -197,6 +303,10 @@ pub fn explain(
             ),
             kind: ProblemKind::Unreachable,
         },
+        Some(SetupCause::AccessDenied) if need == Need::SuppressionList => permanent(format!(
+            "access denied to {resource} in {region} ({}): grant ses:GetSuppressedDestination (resource \"*\") to the worker's role (WorkerPolicy in deploy/cloudformation.yaml), or set {key} = false",
+            err.operation
+        )),
         Some(SetupCause::AccessDenied) => permanent(format!(
             "access denied to {resource} in {region} ({}): grant the worker's role the actions in deploy/cloudformation.yaml (WorkerPolicy), or check AWS_PROFILE and the credentials",
             err.operation
@@ -340,10 +450,16 @@ async fn check_one(
     let explain = |e: DownstreamError| explain(need, &e, settings, target);
     let mut warnings = Vec::new();
     let result = match need {
-        Need::Queue | Need::DeadLetterQueue | Need::EventsQueue => {
+        Need::Queue
+        | Need::DeadLetterQueue
+        | Need::EventsQueue
+        | Need::FeedbackQueue
+        | Need::FeedbackDeadLetterQueue => {
             let url = match need {
                 Need::Queue => &settings.queue.url,
                 Need::DeadLetterQueue => &settings.queue.dlq_url,
+                Need::FeedbackQueue => &settings.feedback.queue_url,
+                Need::FeedbackDeadLetterQueue => &settings.feedback.dlq_url,
                 _ => &settings.events.outbound_queue_url,
             };
             if url.is_empty() {
@@ -397,6 +513,28 @@ async fn check_one(
                 Err(e) => Err(explain(e)),
             }
         }
+        Need::ConfigurationSet => match configuration_set(settings) {
+            None => Err(not_configured(need)),
+            Some(name) => probe
+                .configuration_set(name)
+                .await
+                .map(|()| format!("{name} (every mail is sent with it)"))
+                .map_err(explain),
+        },
+        Need::SuppressionList => {
+            let sender = sender_address(&settings.email.from);
+            match EmailAddress::parse(&sender) {
+                Err(e) => Err(SetupProblem {
+                    line: format!("email.from: {sender:?} is not an address: {e}"),
+                    kind: ProblemKind::Setup,
+                }),
+                Ok(address) => probe
+                    .suppression_list(&address)
+                    .await
+                    .map(|()| "readable (GetSuppressedDestination answers)".to_string())
+                    .map_err(explain),
+            }
+        }
     };
     Finding {
         need,
@@ -412,6 +550,12 @@ fn not_configured(need: Need) -> SetupProblem {
         Need::EventsQueue => (
             "events.outbound_queue_url",
             "INVITE_WORKER__EVENTS__OUTBOUND_QUEUE_URL",
+        ),
+        Need::FeedbackQueue => ("feedback.queue_url", "INVITE_WORKER__FEEDBACK__QUEUE_URL"),
+        Need::FeedbackDeadLetterQueue => ("feedback.dlq_url", "INVITE_WORKER__FEEDBACK__DLQ_URL"),
+        Need::ConfigurationSet => (
+            "email.ses.configuration_set",
+            "INVITE_WORKER__EMAIL__SES__CONFIGURATION_SET",
         ),
         _ => (
             "cognito.user_pool_id",
@@ -521,6 +665,92 @@ mod tests {
             finding(Need::Pool, Some(Outage)),
         ];
         assert_eq!(problems_that_stop(missing).len(), 1);
+    }
+
+    #[test]
+    fn delivery_awareness_is_checked_as_configured() {
+        let mut s = settings();
+        s.email.transport = Transport::Ses;
+        s.email.ses.check_suppression_list = false;
+        assert!(!needs_for_run(&s).contains(&Need::ConfigurationSet));
+        s.email.ses.configuration_set = Some("invites".into());
+        s.feedback.queue_url = "http://localhost/1/fb".into();
+        s.email.ses.check_suppression_list = true;
+        let needs = needs_for_check(&s);
+        for need in [
+            Need::ConfigurationSet,
+            Need::FeedbackQueue,
+            Need::SuppressionList,
+        ] {
+            assert!(needs.contains(&need), "{need:?} in {needs:?}");
+            assert!(needs_for_run(&s).contains(&need), "{need:?}");
+        }
+        assert!(!needs.contains(&Need::FeedbackDeadLetterQueue));
+        s.email.transport = Transport::Smtp;
+        let needs = needs_for_check(&s);
+        assert!(!needs.contains(&Need::ConfigurationSet));
+        assert!(!needs.contains(&Need::SuppressionList));
+        assert!(needs.contains(&Need::FeedbackQueue));
+    }
+
+    #[test]
+    fn a_missing_configuration_set_and_a_denied_suppression_list_read_with_their_fix() {
+        let mut s = settings();
+        s.email.ses.configuration_set = Some("invites".into());
+        let t = target("us-east-1");
+        let missing = explain(
+            Need::ConfigurationSet,
+            &err(SetupCause::NotFound, "x"),
+            &s,
+            &t,
+        );
+        assert_eq!(missing.line, "SES configuration set invites does not exist in us-east-1: run `invite-worker bootstrap` or set email.ses.configuration_set");
+        assert!(missing.is_permanent());
+        let denied = explain(
+            Need::SuppressionList,
+            &DownstreamError::new(
+                Service::Ses,
+                "GetSuppressedDestination",
+                ErrorKind::Unavailable,
+                "x",
+            )
+            .with_setup(Some(SetupCause::AccessDenied)),
+            &s,
+            &t,
+        );
+        assert!(
+            denied.line.contains("grant ses:GetSuppressedDestination"),
+            "{}",
+            denied.line
+        );
+        assert!(
+            denied
+                .line
+                .ends_with("or set email.ses.check_suppression_list = false"),
+            "{}",
+            denied.line
+        );
+    }
+
+    #[test]
+    fn half_configured_delivery_awareness_is_a_warning() {
+        let mut s = settings();
+        s.email.transport = Transport::Ses;
+        s.email.ses.configuration_set = None;
+        s.feedback.queue_url = String::new();
+        assert!(feedback_warnings(&s).is_empty());
+        s.feedback.queue_url = "http://localhost/1/fb".into();
+        let w = feedback_warnings(&s);
+        assert!(w[0].contains("no sending events can arrive"), "{w:?}");
+        s.feedback.queue_url = String::new();
+        s.email.ses.configuration_set = Some("invites".into());
+        let w = feedback_warnings(&s);
+        assert!(w[0].contains("feedback.queue_url is not"), "{w:?}");
+        s.feedback.queue_url = "http://localhost/1/fb".into();
+        assert!(feedback_warnings(&s).is_empty());
+        s.email.transport = Transport::Smtp;
+        let w = feedback_warnings(&s);
+        assert!(w[0].contains("email.transport is smtp"), "{w:?}");
     }
 
     #[test]

@@ -26,6 +26,8 @@ fn settings(state_file: &Path, suffix: &str) -> Settings {
     s.cognito.user_pool_name = format!("bt-{suffix}");
     s.email.from = format!("Bootstrap Test <sender-{suffix}@bt-{suffix}.example>");
     s.email.transport = invite_worker::config::Transport::Ses;
+    s.email.ses.configuration_set = Some(format!("bt-{suffix}"));
+    s.feedback.name = format!("bt-{suffix}-feedback");
     s
 }
 
@@ -68,7 +70,14 @@ async fn creates_everything_then_finds_everything() {
         .await
         .unwrap_or_else(|e| panic!("first run: {e}"));
     println!("{first}");
-    for r in &first.rows {
+    // moto 5.2.5 has no SES v2 event destinations: bootstrap says so and goes on.
+    let destination = row(&first, resource::EVENT_DESTINATION);
+    assert_eq!(destination.outcome, Outcome::Skipped, "{first}");
+    assert!(
+        destination.notes[0].contains("no SES v2 event destinations"),
+        "{first}"
+    );
+    for r in first.rows.iter().filter(|r| r.outcome != Outcome::Skipped) {
         assert_eq!(
             r.outcome,
             Outcome::Created,
@@ -89,7 +98,13 @@ async fn creates_everything_then_finds_everything() {
             resource::APP_CLIENT,
             resource::GROUP,
             resource::GROUP,
-            resource::EMAIL_IDENTITY
+            resource::EMAIL_IDENTITY,
+            resource::FEEDBACK_DLQ,
+            resource::FEEDBACK_TOPIC,
+            resource::FEEDBACK_QUEUE,
+            resource::FEEDBACK_SUBSCRIPTION,
+            resource::CONFIGURATION_SET,
+            resource::EVENT_DESTINATION,
         ]
     );
 
@@ -102,14 +117,14 @@ async fn creates_everything_then_finds_everything() {
         0,
         "second run created something:\n{second}"
     );
-    for r in &second.rows {
-        assert_eq!(
-            r.outcome,
-            Outcome::Found,
-            "{} {}\n{second}",
-            r.resource,
-            r.id
-        );
+    for r in second.rows.iter().filter(|r| r.outcome != Outcome::Skipped) {
+        // The configuration set is named in the configuration: it is used as is.
+        let expected = if r.resource == resource::CONFIGURATION_SET {
+            Outcome::Configured
+        } else {
+            Outcome::Found
+        };
+        assert_eq!(r.outcome, expected, "{} {}\n{second}", r.resource, r.id);
         // Notes report changes, except the identity's verification status (moto never verifies).
         if r.resource != resource::EMAIL_IDENTITY {
             assert!(
@@ -164,12 +179,31 @@ async fn creates_everything_then_finds_everything() {
         "{recorded}"
     );
 
+    assert_eq!(
+        reloaded.feedback.queue_url,
+        row(&first, resource::FEEDBACK_QUEUE).id,
+        "{recorded}"
+    );
+    assert_eq!(
+        reloaded.feedback.dlq_url,
+        row(&first, resource::FEEDBACK_DLQ).id,
+        "{recorded}"
+    );
+    assert_eq!(
+        reloaded.email.ses.configuration_set.as_deref(),
+        Some(format!("bt-{suffix}").as_str()),
+        "{recorded}"
+    );
+    feedback_is_wired(&sdk, &first).await;
+
     // With the recorded ids in the configuration, a third run uses them as configured.
     let mut configured = settings.clone();
     configured.queue.url = reloaded.queue.url.clone();
     configured.queue.dlq_url = reloaded.queue.dlq_url.clone();
     configured.cognito.user_pool_id = reloaded.cognito.user_pool_id.clone();
     configured.cognito.client_id = reloaded.cognito.client_id.clone();
+    configured.feedback.queue_url = reloaded.feedback.queue_url.clone();
+    configured.feedback.dlq_url = reloaded.feedback.dlq_url.clone();
     let third = bootstrap(&configured, &sdk, &state)
         .await
         .unwrap_or_else(|e| panic!("third run: {e}"));
@@ -178,6 +212,8 @@ async fn creates_everything_then_finds_everything() {
         resource::DEAD_LETTER_QUEUE,
         resource::USER_POOL,
         resource::APP_CLIENT,
+        resource::FEEDBACK_QUEUE,
+        resource::FEEDBACK_DLQ,
     ] {
         assert_eq!(
             row(&third, label).outcome,
@@ -185,6 +221,18 @@ async fn creates_everything_then_finds_everything() {
             "{label}\n{third}"
         );
     }
+    // The feedback queue bootstrap made is still wired to its topic.
+    for label in [resource::FEEDBACK_TOPIC, resource::FEEDBACK_SUBSCRIPTION] {
+        assert_eq!(
+            row(&third, label).outcome,
+            Outcome::Found,
+            "{label}\n{third}"
+        );
+    }
+    assert!(
+        row(&third, resource::FEEDBACK_QUEUE).notes.is_empty(),
+        "{third}"
+    );
     assert_eq!(third.created().count(), 0, "{third}");
 
     // The main queue is wired to the DLQ.
@@ -415,4 +463,68 @@ async fn fifo_queue_names_give_fifo_queues() {
     assert!(queue_attributes(&sqs, main)
         .await
         .contains_key(&QueueAttributeName::RedrivePolicy));
+}
+
+/// The feedback queue has its redrive policy and a policy letting the topic send, the topic has
+/// the queue's SQS subscription, and a message published to the topic arrives on the queue in
+/// SNS's envelope.
+async fn feedback_is_wired(sdk: &aws_config::SdkConfig, report: &BootstrapReport) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let sns = aws_sdk_sns::Client::new(sdk);
+    let queue_url = &row(report, resource::FEEDBACK_QUEUE).id;
+    let dlq_url = &row(report, resource::FEEDBACK_DLQ).id;
+    let topic_arn = &row(report, resource::FEEDBACK_TOPIC).id;
+    let queue = queue_attributes(&sqs, queue_url).await;
+    let dlq = queue_attributes(&sqs, dlq_url).await;
+    let queue_arn = queue.get(&QueueAttributeName::QueueArn).expect("an ARN");
+    let redrive = queue
+        .get(&QueueAttributeName::RedrivePolicy)
+        .expect("a redrive policy");
+    assert!(
+        redrive.contains(dlq.get(&QueueAttributeName::QueueArn).expect("an ARN")),
+        "{redrive}"
+    );
+    let policy = queue.get(&QueueAttributeName::Policy).expect("a policy");
+    assert!(
+        policy.contains(topic_arn) && policy.contains("sns.amazonaws.com"),
+        "{policy}"
+    );
+    let subscriptions = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .send()
+        .await
+        .expect("ListSubscriptionsByTopic");
+    let subscription = subscriptions
+        .subscriptions()
+        .iter()
+        .find(|s| s.endpoint() == Some(queue_arn.as_str()))
+        .expect("the queue is subscribed");
+    assert_eq!(subscription.protocol(), Some("sqs"));
+    assert_eq!(
+        subscription.subscription_arn(),
+        Some(row(report, resource::FEEDBACK_SUBSCRIPTION).id.as_str())
+    );
+
+    sns.publish()
+        .topic_arn(topic_arn)
+        .message(r#"{"eventType":"Delivery"}"#)
+        .send()
+        .await
+        .expect("Publish");
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    let body = received
+        .messages()
+        .first()
+        .and_then(|m| m.body())
+        .expect("the published message arrives");
+    let envelope: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(envelope["Type"], "Notification", "{body}");
+    assert_eq!(envelope["Message"], r#"{"eventType":"Delivery"}"#, "{body}");
 }

@@ -316,6 +316,21 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
         "get_configuration_set",
         &["ses:GetConfigurationSet"],
     ),
+    (
+        "aws_sdk_sesv2",
+        "get_suppressed_destination",
+        &["ses:GetSuppressedDestination"],
+    ),
+    (
+        "aws_sdk_sesv2",
+        "create_configuration_set",
+        &["ses:CreateConfigurationSet"],
+    ),
+    (
+        "aws_sdk_sesv2",
+        "create_configuration_set_event_destination",
+        &["ses:CreateConfigurationSetEventDestination"],
+    ),
 ];
 
 /// Operation names common enough outside the SDKs (`url.query()`) that a call only counts in a
@@ -383,6 +398,18 @@ const CALL_SITES: &[(&str, &str, &[Role])] = &[
         &[Worker, Operator],
     ),
     ("src/adapters/probe.rs", "ses_access", &[Operator]),
+    (
+        "src/adapters/probe.rs",
+        "configuration_set",
+        &[Worker, Operator],
+    ),
+    // The suppression list: the invite service reads it (run, and cleanup/reconcile, which
+    // build the same service); `config check` probes it through the same adapter.
+    (
+        "src/adapters/ses_suppression.rs",
+        "suppressed",
+        &[Worker, Scheduler, Operator],
+    ),
     (
         "src/adapters/cognito.rs",
         "describe",

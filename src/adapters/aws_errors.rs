@@ -139,6 +139,17 @@ pub fn setup_cause<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
+/// The service answered 2xx but the SDK could not read the body: the call succeeded. moto's SES v2
+/// `GetConfigurationSet` sends `"SendingEnabled": {}` where a boolean belongs; an existence check
+/// must not fail over that.
+pub fn succeeded_unreadably<E>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::ServiceError(ctx) => ctx.raw().status().is_success(),
+        SdkError::ResponseError(ctx) => ctx.raw().status().is_success(),
+        _ => false,
+    }
+}
+
 /// Codes that say the named resource (queue, table, pool, identity) does not exist.
 const NOT_FOUND: &[&str] = &[
     "QueueDoesNotExist",

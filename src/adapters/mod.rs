@@ -11,6 +11,7 @@ pub mod no_throttle_retry;
 pub mod probe;
 pub mod profile_cache;
 pub mod ses;
+pub mod ses_suppression;
 pub mod smtp;
 pub mod sqs;
 pub mod sqs_publisher;

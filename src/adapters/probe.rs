@@ -6,11 +6,12 @@ use aws_config::SdkConfig;
 use aws_sdk_sesv2::types::VerificationStatus;
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use crate::adapters::aws_errors::classify;
+use crate::adapters::aws_errors::{classify, succeeded_unreadably};
 use crate::adapters::cognito::CognitoDirectory;
-use crate::domain::PoolProfile;
+use crate::adapters::ses_suppression::SesSuppressionList;
+use crate::domain::{EmailAddress, PoolProfile};
 use crate::error::{DownstreamError, Service, SetupCause};
-use crate::ports::Directory;
+use crate::ports::{Directory, SuppressionList};
 
 /// Read-only SDK calls, one per kind of resource.
 #[derive(Clone, Debug)]
@@ -105,6 +106,32 @@ impl AwsProbe {
             || out.verification_status() == Some(&VerificationStatus::Success))
     }
 
+    /// `GetConfigurationSet`: the configuration set every mail is sent with exists (SES rejects
+    /// each send naming one that does not).
+    pub async fn configuration_set(&self, name: &str) -> Result<(), DownstreamError> {
+        match self
+            .ses
+            .get_configuration_set()
+            .configuration_set_name(name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if succeeded_unreadably(&e) => Ok(()),
+            Err(e) => Err(classify(Service::Ses, "GetConfigurationSet", &e, |_| None)),
+        }
+    }
+
+    /// One `GetSuppressedDestination` for `address` (harmless: a read), the way the worker asks
+    /// before each invite: whether these credentials may read the suppression list. `Ok` whether
+    /// or not the address is listed.
+    pub async fn suppression_list(&self, address: &EmailAddress) -> Result<(), DownstreamError> {
+        SesSuppressionList::new(self.ses.clone())
+            .suppressed(address)
+            .await
+            .map(|_| ())
+    }
+
     /// `GetAccount`: whether the account is in the SES sandbox. Any error (not implemented,
     /// not granted) is [`SesAccess::Unknown`]: this is advice, not a check.
     pub async fn ses_access(&self) -> SesAccess {
@@ -173,6 +200,44 @@ mod tests {
         let p = probe(mocked!(aws_sdk_dynamodb), mocked!(aws_sdk_sesv2, none));
         let e = p.sender_verified("ops@acme.example").await.unwrap_err();
         assert_eq!(e.setup, Some(SetupCause::NotFound));
+    }
+
+    #[tokio::test]
+    async fn a_missing_configuration_set_is_not_found() {
+        let missing = mock!(aws_sdk_sesv2::Client::get_configuration_set)
+            .then_http_response(|| error(404, "NotFoundException", "application/json"));
+        let p = probe(mocked!(aws_sdk_dynamodb), mocked!(aws_sdk_sesv2, missing));
+        let e = p.configuration_set("invites").await.unwrap_err();
+        assert_eq!(e.setup, Some(SetupCause::NotFound), "{e}");
+        assert_eq!(e.operation, "GetConfigurationSet");
+    }
+
+    #[tokio::test]
+    async fn a_configuration_set_moto_describes_wrongly_still_exists() {
+        let moto = mock!(aws_sdk_sesv2::Client::get_configuration_set).then_http_response(|| {
+            let body =
+                r#"{"ConfigurationSetName": "invites", "SendingOptions": {"SendingEnabled": {}}}"#;
+            let mut resp = HttpResponse::new(200.try_into().unwrap(), SdkBody::from(body));
+            resp.headers_mut()
+                .insert("content-type", "text/html; charset=utf-8");
+            resp
+        });
+        let p = probe(mocked!(aws_sdk_dynamodb), mocked!(aws_sdk_sesv2, moto));
+        assert_eq!(p.configuration_set("invites").await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn reading_the_suppression_list_without_the_permission_is_access_denied() {
+        let denied = mock!(aws_sdk_sesv2::Client::get_suppressed_destination)
+            .then_http_response(|| error(403, "AccessDeniedException", "application/json"));
+        let p = probe(mocked!(aws_sdk_dynamodb), mocked!(aws_sdk_sesv2, denied));
+        let address = EmailAddress::parse("no-reply@example.com").unwrap();
+        let e = p.suppression_list(&address).await.unwrap_err();
+        assert_eq!(e.setup, Some(SetupCause::AccessDenied), "{e}");
+        let listed = mock!(aws_sdk_sesv2::Client::get_suppressed_destination)
+            .then_http_response(|| error(404, "NotFoundException", "application/json"));
+        let p = probe(mocked!(aws_sdk_dynamodb), mocked!(aws_sdk_sesv2, listed));
+        assert_eq!(p.suppression_list(&address).await, Ok(()));
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_sesv2::primitives::Blob;
-use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+use aws_sdk_sesv2::types::{Destination, EmailContent, MessageTag, RawMessage};
 use aws_sdk_sesv2::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -63,6 +63,7 @@ impl Mailer for SesMailer {
             )
             .content(EmailContent::builder().raw(raw).build())
             .set_configuration_set_name(self.configuration_set.clone())
+            .set_email_tags(Some(email_tags(&mail.tags)))
             .send()
             .await
             .map_err(|e| error(&e))?;
@@ -77,6 +78,37 @@ pub fn sender_address(from: &str) -> String {
     from.parse::<Mailbox>()
         .map(|m| m.email.to_string())
         .unwrap_or_else(|_| from.trim().to_string())
+}
+
+/// The longest name or value SES accepts in a message tag.
+const MAX_TAG_LEN: usize = 256;
+
+/// `mail.tags` as SES message tags. SES allows only ASCII letters, digits, `_`, `-`, `.` and `@`
+/// in names and values, at most 256 characters each, and refuses the whole send otherwise: so a
+/// name that breaks the rule is left out (a renamed tag would lead nowhere), a value has each
+/// other character replaced by `_` and is cut to 256; an empty one is left out. A tag never
+/// fails a send.
+pub fn email_tags(tags: &[(String, String)]) -> Vec<MessageTag> {
+    tags.iter()
+        .filter_map(|(name, value)| {
+            let name_ok =
+                !name.is_empty() && name.len() <= MAX_TAG_LEN && name.chars().all(allowed_in_tag);
+            let value: String = value
+                .chars()
+                .map(|c| if allowed_in_tag(c) { c } else { '_' })
+                .take(MAX_TAG_LEN)
+                .collect();
+            if !name_ok || value.is_empty() {
+                tracing::debug!(tag = %name, "message tag left out: SES would refuse it");
+                return None;
+            }
+            MessageTag::builder().name(name).value(value).build().ok()
+        })
+        .collect()
+}
+
+fn allowed_in_tag(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@')
 }
 
 /// Our reason codes for SES's error codes.
@@ -142,7 +174,11 @@ mod tests {
             subject: "You're invited".into(),
             text: "Your temporary password is Secret-1".into(),
             html: "<p>Your temporary password is Secret-1</p>".into(),
-            tags: Vec::new(),
+            tags: vec![
+                ("invite_id".into(), "inv-1".into()),
+                ("invite_generation".into(), "2".into()),
+                ("mail_kind".into(), "invite".into()),
+            ],
             headers: vec![("X-Invite-Id".into(), "inv-1".into())],
         }
     }
@@ -169,6 +205,49 @@ mod tests {
         let m = mailer(&[&rule], Some("invites"));
         assert_eq!(m.send(&mail()).await.expect("sent"), "ses-123");
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn sends_the_tags_with_the_configuration_set() {
+        let rule = mock!(Client::send_email)
+            .match_requests(|r| {
+                let tags: Vec<(&str, &str)> = r
+                    .email_tags()
+                    .iter()
+                    .map(|t| (t.name(), t.value()))
+                    .collect();
+                r.configuration_set_name() == Some("invites")
+                    && tags
+                        == [
+                            ("invite_id", "inv-1"),
+                            ("invite_generation", "2"),
+                            ("mail_kind", "invite"),
+                        ]
+            })
+            .then_output(|| SendEmailOutput::builder().message_id("ses-9").build());
+        let m = mailer(&[&rule], Some("invites"));
+        assert_eq!(m.send(&mail()).await.expect("sent"), "ses-9");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[test]
+    fn tags_ses_would_refuse_are_cleaned_or_left_out() {
+        let long = "x".repeat(300);
+        let tags = email_tags(&[
+            ("ok".into(), "a b/c:d".into()),
+            ("bad name".into(), "v".into()),
+            ("".into(), "v".into()),
+            ("empty".into(), "".into()),
+            ("long".into(), long),
+            (format!("n{}", "x".repeat(256)), "v".into()),
+            ("mail@kind.x-y_z".into(), "ä".into()),
+        ]);
+        let got: Vec<(&str, &str)> = tags.iter().map(|t| (t.name(), t.value())).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], ("ok", "a_b_c_d"));
+        assert_eq!(got[1].0, "long");
+        assert_eq!(got[1].1.len(), 256);
+        assert_eq!(got[2], ("mail@kind.x-y_z", "_"));
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use super::{error_code, BootstrapError};
 use crate::config::Settings;
 
 /// Fourteen days, the longest SQS keeps a message: time to notice and redrive dead letters.
-const DLQ_RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
+pub(super) const DLQ_RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
 /// Long polling at its maximum, so an idle worker costs one call per 20 seconds.
 const RECEIVE_WAIT_SECONDS: u32 = 20;
 /// `events.outbound_queue_url = "create"` asks bootstrap to create the events queue.
@@ -202,7 +202,11 @@ pub(super) async fn ensure(
 }
 
 /// The queue's URL, or `None` if there is no queue by that name.
-async fn find(sqs: &Client, what: &str, name: &str) -> Result<Option<String>, BootstrapError> {
+pub(super) async fn find(
+    sqs: &Client,
+    what: &str,
+    name: &str,
+) -> Result<Option<String>, BootstrapError> {
     find_owned(sqs, what, name, None).await
 }
 
@@ -249,7 +253,7 @@ fn is_missing_queue(code: Option<&str>) -> bool {
     )
 }
 
-async fn create(
+pub(super) async fn create(
     sqs: &Client,
     what: &str,
     name: &str,
@@ -272,7 +276,7 @@ async fn create(
     }
 }
 
-async fn attributes(
+pub(super) async fn attributes(
     sqs: &Client,
     what: &str,
     url: &str,
@@ -288,7 +292,11 @@ async fn attributes(
     Ok(out.attributes().cloned().unwrap_or_default())
 }
 
-async fn queue_arn(sqs: &Client, what: &str, url: &str) -> Result<String, BootstrapError> {
+pub(super) async fn queue_arn(
+    sqs: &Client,
+    what: &str,
+    url: &str,
+) -> Result<String, BootstrapError> {
     let mut attrs = attributes(sqs, what, url, &[QueueAttributeName::QueueArn]).await?;
     attrs
         .remove(&QueueAttributeName::QueueArn)
@@ -315,7 +323,7 @@ async fn url_for_arn(sqs: &Client, arn: &str) -> Result<String, BootstrapError> 
 }
 
 /// `(account, name)` from `arn:<partition>:sqs:<region>:<account>:<name>`.
-fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
+pub(super) fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
     let parts: Vec<&str> = arn.split(':').collect();
     match parts.as_slice() {
         ["arn", _, "sqs", _, account, name] if !account.is_empty() && !name.is_empty() => {
@@ -337,7 +345,7 @@ fn redrive_target(attributes: &HashMap<QueueAttributeName, String>) -> Option<St
         .map(str::to_string)
 }
 
-fn redrive_policy(dlq_arn: &str, max_receive_count: u32) -> String {
+pub(super) fn redrive_policy(dlq_arn: &str, max_receive_count: u32) -> String {
     serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count })
         .to_string()
 }
@@ -356,7 +364,7 @@ fn fifo_attributes(fifo: bool) -> Vec<(QueueAttributeName, String)> {
     }
 }
 
-fn dlq_attributes(fifo: bool) -> Vec<(QueueAttributeName, String)> {
+pub(super) fn dlq_attributes(fifo: bool) -> Vec<(QueueAttributeName, String)> {
     let mut attributes = fifo_attributes(fifo);
     attributes.push((
         QueueAttributeName::MessageRetentionPeriod,

@@ -13,6 +13,12 @@ pub mod resource {
     pub const APP_CLIENT: &str = "app client";
     pub const GROUP: &str = "group";
     pub const EMAIL_IDENTITY: &str = "email identity";
+    pub const FEEDBACK_DLQ: &str = "feedback dead-letter queue";
+    pub const FEEDBACK_TOPIC: &str = "feedback topic";
+    pub const FEEDBACK_QUEUE: &str = "feedback queue";
+    pub const FEEDBACK_SUBSCRIPTION: &str = "feedback subscription";
+    pub const CONFIGURATION_SET: &str = "configuration set";
+    pub const EVENT_DESTINATION: &str = "event destination";
 }
 
 /// How bootstrap came by a resource.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::{Settings, Transport};
-use crate::setup::{AwsTarget, Need};
+use crate::setup::{self, AwsTarget};
 use crate::wiring;
 
 struct Report {
@@ -42,18 +42,15 @@ pub async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
     );
     let mut r = Report { failures: 0 };
     println!("checks:");
-    let mut needs = vec![Need::Queue, Need::DeadLetterQueue, Need::Table, Need::Pool];
-    if !settings.events.outbound_queue_url.is_empty() {
-        needs.push(Need::EventsQueue);
-    }
-    if settings.email.transport == Transport::Ses {
-        needs.push(Need::Sender);
-    }
+    let needs = setup::needs_for_check(&settings);
     for finding in wiring::check_setup(&settings, &sdk, &needs).await {
         r.line(finding.need.label(), finding.result.map_err(|p| p.line));
         for warning in &finding.warnings {
             r.warn(warning);
         }
+    }
+    for warning in setup::feedback_warnings(&settings) {
+        r.warn(&warning);
     }
     if let Transport::Smtp = settings.email.transport {
         let addr = format!("{}:{}", settings.email.smtp.host, settings.email.smtp.port);

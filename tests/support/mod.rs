@@ -66,7 +66,9 @@ pub async fn bootstrapped_named(
     settings.queue.name = name.clone();
     settings.table.name = format!("{name}-invites");
     settings.cognito.user_pool_name = format!("{name}-pool");
-    settings.feedback.name = format!("{name}-feedback");
+    // Its own feedback topic and queue: a shared one would let one test's worker take another's
+    // feedback messages.
+    settings.feedback.name = format!("{name}-fb");
     settings.queue.wait_seconds = 1;
     settings.queue.retry_base_seconds = 1;
     settings.queue.retry_max_seconds = 2;
