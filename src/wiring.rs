@@ -16,6 +16,7 @@ use crate::adapters::no_throttle_retry::NoThrottleRetry;
 use crate::adapters::probe::AwsProbe;
 use crate::adapters::profile_cache::ProfileCachingDirectory;
 use crate::adapters::ses::SesMailer;
+use crate::adapters::ses_suppression::SesSuppressionList;
 use crate::adapters::smtp::SmtpMailer;
 use crate::adapters::sqs::{SqsQueue, SqsQueues};
 use crate::adapters::sqs_publisher::SqsPublisher;
@@ -239,6 +240,12 @@ pub async fn build_with_clock(
     );
     if let Some(publisher) = publisher {
         service = service.with_publisher(publisher);
+    }
+    // SES's account-level suppression list, read before an invite creates its user.
+    if settings.email.transport == Transport::Ses && settings.email.ses.check_suppression_list {
+        service = service.with_suppression_list(Arc::new(SesSuppressionList::new(
+            aws_sdk_sesv2::Client::new(&sdk),
+        )));
     }
     let service = Arc::new(service);
     Ok(Components {

@@ -360,8 +360,12 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
     untagged["mail"]["tags"] = json!({"ses:configuration-set": ["invite-worker"]});
     untagged["mail"]["headers"] = json!([]);
     send_raw(&env, &untagged.to_string()).await;
-    // And one that is not an SES event at all.
-    send_raw(&env, r#"{"eventType":"Bounce","mail":{"messageId":"x"}}"#).await;
+    // And one that claims to be about an invite but cannot be read.
+    send_raw(
+        &env,
+        r#"{"eventType":"Bounce","mail":{"messageId":"x","tags":{"invite_id":["not-a-uuid"]}}}"#,
+    )
+    .await;
     run_until_idle(&env).await;
 
     // A permanent bounce and a reject: undeliverable, the never-used user gone.
@@ -397,13 +401,13 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
     // A delivery: recorded, still `sent`.
     let rec = record(&env, &delivered).await;
     assert_eq!(rec.status, InviteStatus::Sent);
-    assert!(rec.delivered_at.is_some(), "delivered_at is set: {rec:?}");
+    assert!(rec.mail.delivered_at.is_some(), "delivered_at is set: {rec:?}");
     let (_, shown, _) = binary(&env, &["invites", "show", &delivered]).await;
     assert!(shown.contains("delivered"), "{shown}");
     // A delay: history only.
     let rec = record(&env, &delayed).await;
     assert_eq!(rec.status, InviteStatus::Sent);
-    assert!(rec.delivered_at.is_none());
+    assert!(rec.mail.delivered_at.is_none());
     assert!(
         rec.history
             .iter()
@@ -413,7 +417,7 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
     );
     // A complaint: recorded; a resend to that address is refused and sends nothing.
     let rec = record(&env, &complained).await;
-    assert!(rec.complaint.is_some(), "complaint recorded: {rec:?}");
+    assert!(rec.mail.complaint.is_some(), "complaint recorded: {rec:?}");
     let mails_before = ses_mails_to(&complained).len();
     let resend = json!({"version": 1, "type": "invite.resend", "id": unique("evt"),
                         "data": {"email": complained}})
@@ -451,10 +455,12 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
     let dead = feedback_dead_letters(&env).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(
-        dead[0].1.get("reason_code").map(String::as_str),
+        dead[0].1.get("invite_worker.reason_code").map(String::as_str),
         Some("invalid_feedback"),
         "{dead:?}"
     );
+    let why = dead[0].1.get("invite_worker.reason").cloned().unwrap_or_default();
+    assert!(why.contains("invite_id"), "the reason names the field: {why}");
     let invite_dead = dead_letters(&env.settings).await;
     assert!(
         invite_dead.is_empty(),

@@ -6,7 +6,7 @@
 //! complaints, facts). See docs/lifecycle.md, "Delivery awareness".
 
 use time::OffsetDateTime;
-use tracing::{info, Instrument};
+use tracing::{info, warn, Instrument};
 
 use super::handle_error::HandleError;
 use super::handler::{Attempt, Handled, InviteService, Request, Step};
@@ -68,7 +68,11 @@ impl InviteService {
 
     /// What `outcome` becomes if it would create a user for an address on the suppression list:
     /// the closing outcome, its reason code and what the record keeps. `None` when it opens
-    /// nothing or the address is not suppressed. A failed check is a retry (the list is SES's).
+    /// nothing or the address is not suppressed. A check that fails (throttled: SES's
+    /// non-sending API has a low account rate; an outage) lets the invite go ahead: SES refuses a
+    /// suppressed address itself and reports it as a permanent bounce (`OnAccountSuppressionList`)
+    /// on the feedback queue, which makes the invite `undeliverable` moments later. Retrying
+    /// instead would hold every invite back on a list lookup.
     pub(super) async fn suppressed(
         &self,
         id: InviteId,
@@ -82,8 +86,13 @@ impl InviteService {
         let Some(email) = current.map(|r| &r.email).or(req.email) else {
             return Ok(None);
         };
-        let Some(entry) = self.suppression.suppressed(email).await? else {
-            return Ok(None);
+        let entry = match self.suppression.suppressed(email).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                warn!(invite_id = %id, error = %e, "could not read the suppression list; sending anyway (SES reports a suppressed address as a bounce)");
+                return Ok(None);
+            }
         };
         let (reason, detail) = suppression_detail(&entry, self.clock.now());
         info!(invite_id = %id, reason, "address on the suppression list; the invite is undeliverable, no user is created");
