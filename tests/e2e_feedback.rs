@@ -401,7 +401,10 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
     // A delivery: recorded, still `sent`.
     let rec = record(&env, &delivered).await;
     assert_eq!(rec.status, InviteStatus::Sent);
-    assert!(rec.mail.delivered_at.is_some(), "delivered_at is set: {rec:?}");
+    assert!(
+        rec.mail.delivered_at.is_some(),
+        "delivered_at is set: {rec:?}"
+    );
     let (_, shown, _) = binary(&env, &["invites", "show", &delivered]).await;
     assert!(shown.contains("delivered"), "{shown}");
     // A delay: history only.
@@ -429,6 +432,33 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
         mails_before,
         "no email to an address that complained"
     );
+    // The operator clears it the way docs/operations.md says; the next resend goes out and its
+    // password signs in.
+    let (ok, out, err) = binary(
+        &env,
+        &["invites", "clear-complaint", &complained, "--by", "ops"],
+    )
+    .await;
+    assert!(ok, "clear-complaint failed:\n{out}\n{err}");
+    assert!(record(&env, &complained).await.mail.complaint.is_none());
+    let resend = json!({"version": 1, "type": "invite.resend", "id": unique("evt"),
+                        "data": {"email": complained}})
+    .to_string();
+    enqueue(&env, &[resend]).await;
+    run_until_idle(&env).await;
+    let mails = ses_mails_to(&complained);
+    assert_eq!(
+        mails.len(),
+        mails_before + 1,
+        "the resend after clearing went out"
+    );
+    complete_registration(
+        &env.settings,
+        &complained,
+        &password_in(mails.last().unwrap()),
+    )
+    .await
+    .expect("the resent password signs in");
 
     // HR hears about it.
     let mut seen = Vec::new();
@@ -455,12 +485,22 @@ async fn bounces_complaints_and_deliveries_reach_their_invites_and_a_corrected_a
     let dead = feedback_dead_letters(&env).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(
-        dead[0].1.get("invite_worker.reason_code").map(String::as_str),
+        dead[0]
+            .1
+            .get("invite_worker.reason_code")
+            .map(String::as_str),
         Some("invalid_feedback"),
         "{dead:?}"
     );
-    let why = dead[0].1.get("invite_worker.reason").cloned().unwrap_or_default();
-    assert!(why.contains("invite_id"), "the reason names the field: {why}");
+    let why = dead[0]
+        .1
+        .get("invite_worker.reason")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        why.contains("invite_id"),
+        "the reason names the field: {why}"
+    );
     let invite_dead = dead_letters(&env.settings).await;
     assert!(
         invite_dead.is_empty(),
