@@ -12,6 +12,7 @@ run_id="demo-$(date +%s)"
 export INVITE_WORKER__QUEUE__NAME="$run_id"
 export INVITE_WORKER__TABLE__NAME="$run_id-invites"
 export INVITE_WORKER__COGNITO__USER_POOL_NAME="$run_id-pool"
+export INVITE_WORKER__FEEDBACK__NAME="$run_id-feedback"
 export INVITE_WORKER__LOG__LEVEL="${INVITE_WORKER__LOG__LEVEL:-warn}"
 rm -f "$INVITE_WORKER_STATE"
 rm -rf .local/mail
@@ -29,6 +30,23 @@ echo "== run --until-idle" >&2
 echo
 echo "== invites"
 "$bin" invites list
+echo
+# Delivery awareness: in AWS the SES configuration set publishes these to the feedback topic;
+# moto does not, so scripts/ses_event.py publishes the documents SES would.
+echo "== SES reports back: Max's mailbox does not exist (permanent bounce), Jane's mail arrived"
+for pair in "max.mustermann@example.de bounce" "jane.doe@example.com delivery"; do
+  set -- $pair
+  read -r id gen < <("$bin" invites show "$1" --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["invite_id"], v["generation"])')
+  "$INVITE_TEST_PYTHON" scripts/ses_event.py --topic-name "$INVITE_WORKER__FEEDBACK__NAME" \
+    --kind "$2" --email "$1" --invite-id "$id" --generation "$gen"
+done
+"$bin" run --until-idle
+echo
+echo "== invites (after SES's feedback)"
+"$bin" invites list
+echo
+echo "== invites show max.mustermann@example.de"
+"$bin" invites show max.mustermann@example.de
 echo
 echo "== dead letters"
 "$bin" dlq list 2>/dev/null || echo "(dlq list not available)"

@@ -63,7 +63,7 @@ pub async fn run(settings: Settings, until_idle: bool, json: bool) -> anyhow::Re
         }
     };
     let (summary, feedback_summary) = tokio::join!(worker.run(shutdown.clone()), feedback_run);
-    if let Some(fs) = feedback_summary {
+    if let Some(fs) = &feedback_summary {
         info!(summary = %fs, "feedback worker stopped");
     }
     relay_stop.cancel();
@@ -72,9 +72,17 @@ pub async fn run(settings: Settings, until_idle: bool, json: bool) -> anyhow::Re
     }
     info!(summary = %summary, "worker stopped");
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        // The invite queue's summary, with the feedback queue's under "feedback" when it ran.
+        let mut out = serde_json::to_value(summary)?;
+        if let (Some(fs), Some(o)) = (&feedback_summary, out.as_object_mut()) {
+            o.insert("feedback".into(), serde_json::to_value(fs)?);
+        }
+        println!("{out}");
     } else {
         println!("{summary}");
+        if let Some(fs) = &feedback_summary {
+            println!("feedback queue: {fs}");
+        }
     }
     if let Some(e) = worker.setup_error() {
         let problem = setup::explain(Need::Queue, &e, &c.settings, &AwsTarget::of(&c.sdk));
