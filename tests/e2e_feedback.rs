@@ -97,27 +97,7 @@ async fn record(env: &Env, email: &str) -> Invite {
 
 /// Whether Cognito has a user named `username`.
 async fn user_exists(env: &Env, username: &str) -> bool {
-    let sdk = wiring::sdk_config().await;
-    let idp = aws_sdk_cognitoidentityprovider::Client::new(&sdk);
-    match idp
-        .admin_get_user()
-        .user_pool_id(&env.settings.cognito.user_pool_id)
-        .username(username)
-        .send()
-        .await
-    {
-        Ok(_) => true,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_user_not_found_exception()) =>
-        {
-            false
-        }
-        Err(e) => panic!(
-            "AdminGetUser: {}",
-            aws_smithy_types::error::display::DisplayErrorContext(e)
-        ),
-    }
+    cognito_status(env, username).await.is_some()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -460,28 +460,8 @@ fn feedback_generation_table() {
 /// sender's events refused, cleanup's noted); everything else goes on. Without one, nothing is.
 #[test]
 fn complaint_hold_table() {
-    let statuses = [
-        InviteStatus::Pending,
-        InviteStatus::Sent,
-        InviteStatus::Accepted,
-        InviteStatus::Revoked,
-        InviteStatus::Expired,
-        InviteStatus::Failed,
-        InviteStatus::Undeliverable,
-    ];
-    let triggers = [
-        Trigger::Requested,
-        Trigger::Resend,
-        Trigger::Revoke,
-        Trigger::Accepted,
-        Trigger::ExpiryReached,
-        Trigger::ReminderDue,
-        Trigger::Replayed,
-        Trigger::Undeliverable("bounce_permanent".into()),
-        Trigger::MailDelivered,
-        Trigger::Complained,
-        Trigger::ComplaintCleared,
-    ];
+    let statuses = InviteStatus::ALL;
+    let triggers = crate::domain::state::tests::all_triggers();
     for status in statuses {
         let clean = record(status);
         let mut complained = record(status);

@@ -392,10 +392,11 @@ pub fn on_found_user(effect: Effect, trigger: &Trigger, standing: &UserStanding)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn all_triggers() -> Vec<Trigger> {
+    /// Every trigger, one of each kind (the record rules' tables use it too).
+    pub(crate) fn all_triggers() -> Vec<Trigger> {
         vec![
             Trigger::Requested,
             Trigger::Delivered,

@@ -523,3 +523,27 @@ pub async fn lifecycle_events(
     }
     by_email
 }
+
+/// Cognito's status for a user, `None` when there is no such user.
+pub async fn cognito_status(env: &Env, username: &str) -> Option<String> {
+    let sdk = wiring::sdk_config().await;
+    match aws_sdk_cognitoidentityprovider::Client::new(&sdk)
+        .admin_get_user()
+        .user_pool_id(&env.settings.cognito.user_pool_id)
+        .username(username)
+        .send()
+        .await
+    {
+        Ok(u) => u.user_status().map(|s| s.as_str().to_string()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_user_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => panic!(
+            "AdminGetUser: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(e)
+        ),
+    }
+}
