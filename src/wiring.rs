@@ -26,6 +26,7 @@ use crate::error::Service;
 use crate::mail::templates::Templates;
 use crate::observe::Observer;
 use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, RateBudget, SystemClock};
+use crate::ratelimit::Backlog;
 use crate::setup::{self, AwsTarget, Finding, Need, ProblemKind, SetupFailure, SetupProblem};
 
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -81,6 +82,17 @@ pub struct Components {
     pub service: Arc<InviteService>,
     /// Where the service's adapters report their calls: metrics and circuit breakers.
     pub observer: Arc<Observer>,
+    /// The directory's and the mailer's rate limiters, for the worker's back-pressure.
+    pub limiters: Vec<Arc<dyn Backlog>>,
+}
+
+/// The mailer as a port, its limiter added to `limiters`.
+fn tracked<M: Mailer + 'static>(
+    mailer: RateLimitedMailer<M>,
+    limiters: &mut Vec<Arc<dyn Backlog>>,
+) -> Arc<dyn Mailer> {
+    limiters.extend(mailer.limiters().into_iter().map(|l| l as Arc<dyn Backlog>));
+    Arc::new(mailer)
 }
 
 /// Checks that the settings name the resources a command needs.
@@ -169,41 +181,54 @@ pub async fn build_with_clock(
     // Instrumented inside the rate limiters: durations leave out the wait for a token. The
     // profile cache outside them: a cached profile costs no token. Its age is wall-clock time,
     // whatever clock the service runs on.
+    let limited_directory = Arc::new(RateLimitedDirectory::from_settings(
+        InstrumentedDirectory::new(cognito, observer.clone()),
+        &settings.cognito,
+        budget.clone(),
+    ));
+    let mut limiters: Vec<Arc<dyn Backlog>> = limited_directory
+        .limiters()
+        .into_iter()
+        .map(|l| l as Arc<dyn Backlog>)
+        .collect();
     let directory: Arc<dyn Directory> = Arc::new(ProfileCachingDirectory::new(
-        Arc::new(RateLimitedDirectory::from_settings(
-            InstrumentedDirectory::new(cognito, observer.clone()),
-            &settings.cognito,
-            budget.clone(),
-        )),
+        limited_directory,
         Arc::new(SystemClock),
         Duration::from_secs(settings.cognito.pool_profile_max_age_seconds),
     ));
     let mailer: Arc<dyn Mailer> = match settings.email.transport {
-        Transport::Ses => Arc::new(RateLimitedMailer::from_settings(
-            InstrumentedMailer::new(
-                SesMailer::new(
-                    aws_sdk_sesv2::Client::from_conf(
-                        aws_sdk_sesv2::config::Builder::from(&sdk)
-                            .retry_classifier(NoThrottleRetry)
-                            .build(),
+        Transport::Ses => tracked(
+            RateLimitedMailer::from_settings(
+                InstrumentedMailer::new(
+                    SesMailer::new(
+                        aws_sdk_sesv2::Client::from_conf(
+                            aws_sdk_sesv2::config::Builder::from(&sdk)
+                                .retry_classifier(NoThrottleRetry)
+                                .build(),
+                        ),
+                        settings.email.ses.configuration_set.clone(),
                     ),
-                    settings.email.ses.configuration_set.clone(),
+                    Service::Ses,
+                    observer.clone(),
                 ),
-                Service::Ses,
-                observer.clone(),
+                &settings.email,
+                budget,
             ),
-            &settings.email,
-            budget,
-        )),
-        Transport::Smtp => Arc::new(RateLimitedMailer::from_settings(
-            InstrumentedMailer::new(
-                SmtpMailer::new(&settings.email.smtp).context("setting up the SMTP transport")?,
-                Service::Smtp,
-                observer.clone(),
+            &mut limiters,
+        ),
+        Transport::Smtp => tracked(
+            RateLimitedMailer::from_settings(
+                InstrumentedMailer::new(
+                    SmtpMailer::new(&settings.email.smtp)
+                        .context("setting up the SMTP transport")?,
+                    Service::Smtp,
+                    observer.clone(),
+                ),
+                &settings.email,
+                budget,
             ),
-            &settings.email,
-            budget,
-        )),
+            &mut limiters,
+        ),
     };
     let observed_store: Arc<dyn InviteStore> =
         Arc::new(InstrumentedStore::new(store.clone(), observer.clone()));
@@ -244,6 +269,7 @@ pub async fn build_with_clock(
         queue,
         service,
         observer,
+        limiters,
     })
 }
 

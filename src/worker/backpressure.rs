@@ -1,0 +1,135 @@
+//! Back-pressure from the rate limiters: the worker takes no more messages than it can start
+//! within their handler timeout.
+//!
+//! Waiting for a rate limiter counts against a handler's timeout. When a limiter slows down (a
+//! throttling answer cuts a worker's own rate, [`crate::ratelimit::fleet_budget`]), messages
+//! received at the usual pace queue up behind it; past the timeout their handlers used to be
+//! aborted mid-operation and the messages retried until dead-lettered, though nothing was wrong
+//! with them. Two rules keep that from happening:
+//!
+//! - **Receive only what can start in time.** Each message in flight may need a slot of every
+//!   limiter, so the worker holds at most `rate × wait budget` messages for the slowest one
+//!   ([`room`]; the wait budget is [`wait_deadline`], half the handler timeout) and asks the
+//!   queue for no more than that; with no room it pauses receiving. Messages left on the queue
+//!   spend no attempts.
+//! - **Never wait past the handler's deadline.** Every handler runs with a wait deadline of
+//!   [`wait_deadline`]: a limiter whose next slot comes later (its rate was cut after the message
+//!   came in) gives up before the call with a transient error saying when that slot comes, so
+//!   the handler releases its lease and the message comes back after about that wait. The other
+//!   half of the timeout is for the calls themselves and the record written after them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ratelimit::Backlog;
+
+/// How long after it starts a handler may still be waiting for a rate limiter: half its timeout,
+/// leaving the other half for the calls themselves and the record written after them.
+pub fn wait_deadline(handler_timeout: Duration) -> Duration {
+    handler_timeout / 2
+}
+
+/// How many more messages the worker may take now, with `in_flight` held: the fewest any of
+/// `limiters` can serve within the wait budget (`rate × wait_deadline`, callers already waiting
+/// counted if there are more of them than messages in flight: another task may share the
+/// limiter), less those in flight. `None`: no limiter, no limit. At least one message may
+/// always be in flight, however slow a limiter.
+pub fn room(
+    limiters: &[Arc<dyn Backlog>],
+    in_flight: usize,
+    handler_timeout: Duration,
+) -> Option<usize> {
+    let budget = wait_deadline(handler_timeout).as_secs_f64();
+    limiters
+        .iter()
+        .map(|limiter| {
+            let capacity = (limiter.rate() * budget).floor().max(1.0) as usize;
+            capacity.saturating_sub(in_flight.max(limiter.waiting()))
+        })
+        .min()
+}
+
+/// The slowest of `limiters` now, for the log line of a pause: its name, rate and backlog.
+pub fn slowest(limiters: &[Arc<dyn Backlog>]) -> Option<(String, f64, Duration)> {
+    limiters
+        .iter()
+        .min_by(|a, b| a.rate().total_cmp(&b.rate()))
+        .map(|l| (l.name().to_string(), l.rate(), l.backlog()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    struct Fixed {
+        name: &'static str,
+        rate: Mutex<f64>,
+        waiting: usize,
+    }
+
+    impl Backlog for Fixed {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn rate(&self) -> f64 {
+            *self.rate.lock().unwrap()
+        }
+        fn waiting(&self) -> usize {
+            self.waiting
+        }
+    }
+
+    fn fixed(name: &'static str, rate: f64, waiting: usize) -> Arc<Fixed> {
+        Arc::new(Fixed {
+            name,
+            rate: Mutex::new(rate),
+            waiting,
+        })
+    }
+
+    #[test]
+    fn room_is_what_the_slowest_limiter_serves_within_half_the_timeout() {
+        let timeout = Duration::from_secs(8);
+        let email = fixed("email-send", 14.0, 0);
+        let reads = fixed("cognito-read", 50.0, 0);
+        let limiters: Vec<Arc<dyn Backlog>> = vec![email.clone(), reads];
+        // 14/s for 4 s: 56 messages.
+        assert_eq!(room(&limiters, 0, timeout), Some(56));
+        assert_eq!(room(&limiters, 50, timeout), Some(6));
+        assert_eq!(room(&limiters, 64, timeout), Some(0));
+        // Cut to 0.7/s: 2 messages in 4 s.
+        *email.rate.lock().unwrap() = 0.7;
+        assert_eq!(room(&limiters, 0, timeout), Some(2));
+        assert_eq!(room(&limiters, 2, timeout), Some(0));
+        // However slow, one message may go.
+        *email.rate.lock().unwrap() = 0.01;
+        assert_eq!(room(&limiters, 0, timeout), Some(1));
+        assert_eq!(room(&limiters, 1, timeout), Some(0));
+        assert_eq!(room(&[], 1000, timeout), None);
+    }
+
+    #[test]
+    fn callers_waiting_from_elsewhere_count_too() {
+        let relay = fixed("email-send", 1.0, 3);
+        let limiters: Vec<Arc<dyn Backlog>> = vec![relay];
+        assert_eq!(room(&limiters, 0, Duration::from_secs(10)), Some(2));
+        assert_eq!(room(&limiters, 4, Duration::from_secs(10)), Some(1));
+        let (name, rate, backlog) = slowest(&limiters).unwrap();
+        assert_eq!((name.as_str(), rate), ("email-send", 1.0));
+        assert_eq!(backlog, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_wait_budget_is_half_the_handler_timeout() {
+        assert_eq!(
+            wait_deadline(Duration::from_secs(8)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            wait_deadline(Duration::from_secs(45)),
+            Duration::from_millis(22500)
+        );
+    }
+}
