@@ -6,6 +6,10 @@
 //! and each throttling answer is reported to a fleet limiter (which slows this worker down).
 //! The SDK clients must not retry throttling themselves ([`crate::adapters::no_throttle_retry`]):
 //! such retries would bypass the budget and hide the signal.
+//!
+//! Inside a worker's handler a wait is bounded by the handler's wait deadline
+//! ([`crate::ratelimit::wait_limit`]): a slot that would come later is not waited for; the call
+//! fails, uncalled, with a transient error carrying the expected wait as `retry_after`.
 
 use std::future::Future;
 use std::sync::Arc;
