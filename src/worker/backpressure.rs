@@ -8,10 +8,10 @@
 //! with them. Two rules keep that from happening:
 //!
 //! - **Receive only what can start in time.** Each message in flight may need a slot of every
-//!   limiter, so the worker holds at most `rate × wait budget` messages for the slowest one
-//!   ([`room`]; the wait budget is [`wait_deadline`], half the handler timeout) and asks the
-//!   queue for no more than that; with no room it pauses receiving. Messages left on the queue
-//!   spend no attempts.
+//!   limiter, so the worker holds at most what the slowest one serves in a quarter of the
+//!   handler timeout ([`room`], [`admit_within`]: half the wait budget, leaving slack for a rate
+//!   cut after a message came in) and asks the queue for no more than that; with no room it
+//!   pauses receiving. Messages left on the queue spend no attempts.
 //! - **Never wait past the handler's deadline.** Every handler runs with a wait deadline of
 //!   [`wait_deadline`]: a limiter whose next slot comes later (its rate was cut after the message
 //!   came in) gives up before the call with a transient error saying when that slot comes, so
@@ -29,21 +29,29 @@ pub fn wait_deadline(handler_timeout: Duration) -> Duration {
     handler_timeout / 2
 }
 
+/// The worker holds no more messages than each limiter serves in this long: a quarter of the
+/// handler timeout, half the wait budget, so that a message taken at the limit still gets its
+/// slots in time when a limiter's rate is cut after it came in, or it waits for two limiters
+/// one after the other.
+pub fn admit_within(handler_timeout: Duration) -> Duration {
+    handler_timeout / 4
+}
+
 /// How many more messages the worker may take now, with `in_flight` held: the fewest any of
-/// `limiters` can serve within the wait budget (`rate × wait_deadline`, callers already waiting
-/// counted if there are more of them than messages in flight: another task may share the
-/// limiter), less those in flight. `None`: no limiter, no limit. At least one message may
-/// always be in flight, however slow a limiter.
+/// `limiters` serves within [`admit_within`] (`rate × handler_timeout / 4`, rounded up; callers
+/// already waiting counted if there are more of them than messages in flight: another task may
+/// share the limiter), less those in flight. `None`: no limiter, no limit. At least one message
+/// may always be in flight, however slow a limiter.
 pub fn room(
     limiters: &[Arc<dyn Backlog>],
     in_flight: usize,
     handler_timeout: Duration,
 ) -> Option<usize> {
-    let budget = wait_deadline(handler_timeout).as_secs_f64();
+    let within = admit_within(handler_timeout).as_secs_f64();
     limiters
         .iter()
         .map(|limiter| {
-            let capacity = (limiter.rate() * budget).floor().max(1.0) as usize;
+            let capacity = (limiter.rate() * within).ceil().max(1.0) as usize;
             capacity.saturating_sub(in_flight.max(limiter.waiting()))
         })
         .min()
@@ -90,16 +98,16 @@ mod tests {
     }
 
     #[test]
-    fn room_is_what_the_slowest_limiter_serves_within_half_the_timeout() {
+    fn room_is_what_the_slowest_limiter_serves_within_a_quarter_of_the_timeout() {
         let timeout = Duration::from_secs(8);
         let email = fixed("email-send", 14.0, 0);
         let reads = fixed("cognito-read", 50.0, 0);
         let limiters: Vec<Arc<dyn Backlog>> = vec![email.clone(), reads];
-        // 14/s for 4 s: 56 messages.
-        assert_eq!(room(&limiters, 0, timeout), Some(56));
-        assert_eq!(room(&limiters, 50, timeout), Some(6));
+        // 14/s for 2 s: 28 messages.
+        assert_eq!(room(&limiters, 0, timeout), Some(28));
+        assert_eq!(room(&limiters, 22, timeout), Some(6));
         assert_eq!(room(&limiters, 64, timeout), Some(0));
-        // Cut to 0.7/s: 2 messages in 4 s.
+        // Cut to 0.7/s: 1.4 messages in 2 s, rounded up.
         *email.rate.lock().unwrap() = 0.7;
         assert_eq!(room(&limiters, 0, timeout), Some(2));
         assert_eq!(room(&limiters, 2, timeout), Some(0));
@@ -114,8 +122,9 @@ mod tests {
     fn callers_waiting_from_elsewhere_count_too() {
         let relay = fixed("email-send", 1.0, 3);
         let limiters: Vec<Arc<dyn Backlog>> = vec![relay];
-        assert_eq!(room(&limiters, 0, Duration::from_secs(10)), Some(2));
-        assert_eq!(room(&limiters, 4, Duration::from_secs(10)), Some(1));
+        // 1/s for 5 s: 5, of which 3 are taken by callers from elsewhere.
+        assert_eq!(room(&limiters, 0, Duration::from_secs(20)), Some(2));
+        assert_eq!(room(&limiters, 4, Duration::from_secs(20)), Some(1));
         let (name, rate, backlog) = slowest(&limiters).unwrap();
         assert_eq!((name.as_str(), rate), ("email-send", 1.0));
         assert_eq!(backlog, Duration::from_secs(3));
