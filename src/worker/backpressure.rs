@@ -9,30 +9,32 @@
 //!
 //! - **Receive only what can start in time.** Each message in flight may need a slot of every
 //!   limiter, so the worker holds at most what the slowest one serves in a quarter of the
-//!   handler timeout ([`room`], [`admit_within`]: half the wait budget, leaving slack for a rate
-//!   cut after a message came in) and asks the queue for no more than that; with no room it
-//!   pauses receiving. Messages left on the queue spend no attempts.
+//!   handler timeout ([`room`], [`admit_within`]: a third of the wait budget, leaving slack for
+//!   the handler's other calls and for a rate cut after a message came in) and asks the queue
+//!   for no more than that; with no room it pauses receiving. Messages left on the queue spend
+//!   no attempts.
 //! - **Never wait past the handler's deadline.** Every handler runs with a wait deadline of
-//!   [`wait_deadline`]: a limiter whose next slot comes later (its rate was cut after the message
-//!   came in) gives up before the call with a transient error saying when that slot comes, so
-//!   the handler releases its lease and the message comes back after about that wait. The other
-//!   half of the timeout is for the calls themselves and the record written after them.
+//!   [`wait_deadline`] (three quarters of its timeout): a limiter whose next slot comes later
+//!   gives up before the call with a transient error saying when that slot comes, so the handler
+//!   releases its lease and the message comes back after about that wait. The last quarter of
+//!   the timeout is for the call itself and the record written after it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ratelimit::Backlog;
 
-/// How long after it starts a handler may still be waiting for a rate limiter: half its timeout,
-/// leaving the other half for the calls themselves and the record written after them.
+/// How long after it starts a handler may still be waiting for a rate limiter: three quarters
+/// of its timeout, leaving the last quarter for the call after the wait and the record written
+/// after it (the email is the last limited call of an invite).
 pub fn wait_deadline(handler_timeout: Duration) -> Duration {
-    handler_timeout / 2
+    handler_timeout * 3 / 4
 }
 
 /// The worker holds no more messages than each limiter serves in this long: a quarter of the
-/// handler timeout, half the wait budget, so that a message taken at the limit still gets its
-/// slots in time when a limiter's rate is cut after it came in, or it waits for two limiters
-/// one after the other.
+/// handler timeout, a third of the wait budget, so that a message taken at the limit still gets
+/// its slots in time after its other calls (claim, Cognito, their retries), when a limiter's
+/// rate is cut after it came in, or when it waits for two limiters one after the other.
 pub fn admit_within(handler_timeout: Duration) -> Duration {
     handler_timeout / 4
 }
@@ -131,14 +133,11 @@ mod tests {
     }
 
     #[test]
-    fn the_wait_budget_is_half_the_handler_timeout() {
-        assert_eq!(
-            wait_deadline(Duration::from_secs(8)),
-            Duration::from_secs(4)
-        );
-        assert_eq!(
-            wait_deadline(Duration::from_secs(45)),
-            Duration::from_millis(22500)
-        );
+    fn the_wait_budget_is_three_quarters_of_the_handler_timeout_and_admission_a_quarter() {
+        let (eight, forty_five) = (Duration::from_secs(8), Duration::from_secs(45));
+        assert_eq!(wait_deadline(eight), Duration::from_secs(6));
+        assert_eq!(admit_within(eight), Duration::from_secs(2));
+        assert_eq!(wait_deadline(forty_five), Duration::from_millis(33750));
+        assert_eq!(admit_within(forty_five), Duration::from_millis(11250));
     }
 }

@@ -73,7 +73,7 @@ pub struct WorkerOptions {
     /// Circuit breakers, consulted before each receive (once a slot is free).
     pub pause_when: Option<PauseHook>,
     /// The rate limiters the handler waits for: the worker holds no more messages than the
-    /// slowest can serve within half the handler timeout ([`backpressure`]).
+    /// slowest can serve within a quarter of the handler timeout ([`backpressure`]).
     pub limiters: Vec<Arc<dyn Backlog>>,
 }
 
@@ -709,8 +709,8 @@ impl Batch {
     async fn call_handler(&self, message: Arc<QueueMessage>) -> Disposition {
         let handler = self.handler.clone();
         let input = message.clone();
-        // Rate-limiter waits end by half the timeout: a limiter gives up rather than let the
-        // timeout abort the handler mid-operation (worker::backpressure).
+        // Rate-limiter waits end by three quarters of the timeout: a limiter gives up rather
+        // than let the timeout abort the handler mid-operation (worker::backpressure).
         let waits_end = Instant::now() + backpressure::wait_deadline(self.options.handler_timeout);
         let mut task = AbortOnDrop(tokio::spawn(
             with_wait_deadline(waits_end, async move { handler.handle(&input).await })

@@ -50,7 +50,7 @@ pub struct WorkerStats {
     /// Handlers that ran past the handler timeout (each one retried).
     pub handler_timeouts: AtomicU64,
     /// Times receiving paused because the rate limiters could not start another message within
-    /// half the handler timeout (back-pressure; one per pause, however long).
+    /// a quarter of the handler timeout (back-pressure; one per pause, however long).
     pub backpressure_pauses: AtomicU64,
     /// Handling time, from the handler's start to its answer.
     pub latency: LatencyHistogram,

@@ -122,7 +122,7 @@ async fn a_slowed_limiter_never_dead_letters_good_messages() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_handler_runs_with_a_wait_deadline_of_half_its_timeout() {
+async fn a_handler_runs_with_a_wait_deadline_of_three_quarters_of_its_timeout() {
     struct Peek(std::sync::Mutex<Option<Duration>>);
     #[async_trait]
     impl MessageHandler for Peek {
@@ -142,5 +142,5 @@ async fn a_handler_runs_with_a_wait_deadline_of_half_its_timeout() {
         scenario_a_options(),
     );
     worker.poll_once().await;
-    assert_eq!(*peek.0.lock().unwrap(), Some(Duration::from_secs(4)));
+    assert_eq!(*peek.0.lock().unwrap(), Some(Duration::from_secs(6)));
 }
