@@ -156,11 +156,14 @@ impl Limiter {
     }
 
     /// Waits for `calls` tokens (or fleet permits), unless the task's wait deadline comes
-    /// first: then, or at once if the expected wait already ends past it, it gives up.
+    /// first: then, or at once if the expected wait already ends past it, it gives up. The
+    /// deadline bounds waiting for others, not a handler slowed by its other calls: the next
+    /// slot (one interval at the current rate) is always waited for.
     async fn admit(&self, calls: u32, what: Call) -> Result<Vec<Option<Permit>>, DownstreamError> {
         let Some(deadline) = wait_limit::wait_deadline() else {
             return Ok(self.take(calls).await);
         };
+        let deadline = deadline.max(Instant::now() + slots_to_time(calls as usize, self.rate()));
         let expected = self.expected_wait(calls);
         if Instant::now() + expected > deadline {
             return Err(self.gave_up(what, expected));
@@ -741,13 +744,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_that_outlasts_its_estimate_gives_up_at_the_deadline() {
-        let directory = RateLimitedDirectory::new(
+        let directory = std::sync::Arc::new(RateLimitedDirectory::new(
             Counting::default(),
             TokenBucket::new(0.25, 1),
             TokenBucket::new(100.0, 100),
-        );
+        ));
         create(&directory).await;
-        // Nobody waits, so the estimate is "at once"; the empty bucket needs 4 s.
+        // One caller ahead: its token comes in 4 s, ours is expected in 4 s too (the estimate
+        // counts the next slot as free) but really comes in 8 s.
+        let ahead = {
+            let directory = directory.clone();
+            tokio::spawn(async move { create(&directory).await })
+        };
+        tokio::task::yield_now().await;
         let start = Instant::now();
         let email = EmailAddress::parse("bob@example.com").unwrap();
         let attributes = BTreeMap::new();
@@ -758,19 +767,34 @@ mod tests {
             attributes: &attributes,
             temporary_password: &password,
         };
-        let deadline = start + Duration::from_secs(1);
+        let deadline = start + Duration::from_secs(5);
         let err = wait_limit::with_wait_deadline(deadline, directory.create_user(&user))
             .await
             .unwrap_err();
-        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
         assert_eq!(
             (err.service, err.operation),
             (Service::Cognito, "create_user")
         );
         assert!(err.retry_after.is_some_and(|d| d >= Duration::from_secs(1)));
-        assert_eq!(directory.inner().count(), 1);
+        ahead.await.unwrap();
+        assert_eq!(directory.inner().count(), 2);
         // Without a deadline (operator tools, lifecycle jobs) it waits its turn.
         create(&directory).await;
-        assert_eq!(directory.inner().count(), 2);
+        assert_eq!(directory.inner().count(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_past_its_deadline_still_takes_the_next_free_slot() {
+        let mailer = RateLimitedMailer::new(Counting::default(), TokenBucket::new(2.0, 1));
+        mailer.send(&any_mail()).await.unwrap();
+        // Slowed by its other calls, the handler is past its wait deadline; nobody is waiting,
+        // and the next slot (0.5 s away) is not waiting for others: it goes.
+        let start = Instant::now();
+        let deadline = start - Duration::from_secs(1);
+        wait_limit::with_wait_deadline(deadline, mailer.send(&any_mail()))
+            .await
+            .unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
     }
 }
