@@ -11,7 +11,7 @@ use crate::adapters::cognito::CognitoDirectory;
 use crate::adapters::dynamo::budget::DynamoRateBudget;
 use crate::adapters::dynamo::DynamoInviteStore;
 use crate::adapters::instrumented::{InstrumentedDirectory, InstrumentedMailer, InstrumentedStore};
-use crate::adapters::limited::{RateLimitedDirectory, RateLimitedMailer};
+use crate::adapters::limited::{LimitedMailer, RateLimitedDirectory, RateLimitedMailer};
 use crate::adapters::no_throttle_retry::NoThrottleRetry;
 use crate::adapters::probe::AwsProbe;
 use crate::adapters::profile_cache::ProfileCachingDirectory;
@@ -84,15 +84,6 @@ pub struct Components {
     pub observer: Arc<Observer>,
     /// The directory's and the mailer's rate limiters, for the worker's back-pressure.
     pub limiters: Vec<Arc<dyn Backlog>>,
-}
-
-/// The mailer as a port, its limiter added to `limiters`.
-fn tracked<M: Mailer + 'static>(
-    mailer: RateLimitedMailer<M>,
-    limiters: &mut Vec<Arc<dyn Backlog>>,
-) -> Arc<dyn Mailer> {
-    limiters.extend(mailer.limiters().into_iter().map(|l| l as Arc<dyn Backlog>));
-    Arc::new(mailer)
 }
 
 /// Checks that the settings name the resources a command needs.
@@ -196,40 +187,35 @@ pub async fn build_with_clock(
         Arc::new(SystemClock),
         Duration::from_secs(settings.cognito.pool_profile_max_age_seconds),
     ));
-    let mailer: Arc<dyn Mailer> = match settings.email.transport {
-        Transport::Ses => tracked(
-            RateLimitedMailer::from_settings(
-                InstrumentedMailer::new(
-                    SesMailer::new(
-                        aws_sdk_sesv2::Client::from_conf(
-                            aws_sdk_sesv2::config::Builder::from(&sdk)
-                                .retry_classifier(NoThrottleRetry)
-                                .build(),
-                        ),
-                        settings.email.ses.configuration_set.clone(),
+    let mailer: Arc<dyn LimitedMailer> = match settings.email.transport {
+        Transport::Ses => Arc::new(RateLimitedMailer::from_settings(
+            InstrumentedMailer::new(
+                SesMailer::new(
+                    aws_sdk_sesv2::Client::from_conf(
+                        aws_sdk_sesv2::config::Builder::from(&sdk)
+                            .retry_classifier(NoThrottleRetry)
+                            .build(),
                     ),
-                    Service::Ses,
-                    observer.clone(),
+                    settings.email.ses.configuration_set.clone(),
                 ),
-                &settings.email,
-                budget,
+                Service::Ses,
+                observer.clone(),
             ),
-            &mut limiters,
-        ),
-        Transport::Smtp => tracked(
-            RateLimitedMailer::from_settings(
-                InstrumentedMailer::new(
-                    SmtpMailer::new(&settings.email.smtp)
-                        .context("setting up the SMTP transport")?,
-                    Service::Smtp,
-                    observer.clone(),
-                ),
-                &settings.email,
-                budget,
+            &settings.email,
+            budget,
+        )),
+        Transport::Smtp => Arc::new(RateLimitedMailer::from_settings(
+            InstrumentedMailer::new(
+                SmtpMailer::new(&settings.email.smtp).context("setting up the SMTP transport")?,
+                Service::Smtp,
+                observer.clone(),
             ),
-            &mut limiters,
-        ),
+            &settings.email,
+            budget,
+        )),
     };
+    limiters.extend(mailer.limiters().into_iter().map(|l| l as Arc<dyn Backlog>));
+    let mailer = mailer.into_mailer();
     let observed_store: Arc<dyn InviteStore> =
         Arc::new(InstrumentedStore::new(store.clone(), observer.clone()));
     let queue = Arc::new(

@@ -407,6 +407,24 @@ impl<M: Mailer> RateLimitedMailer<M> {
     }
 }
 
+/// A mailer behind rate limiters it can name (for the worker's back-pressure), whatever its
+/// transport.
+pub trait LimitedMailer: Send + Sync {
+    fn limiters(&self) -> Vec<Arc<Limiter>>;
+    /// The same mailer as the port.
+    fn into_mailer(self: Arc<Self>) -> Arc<dyn Mailer>;
+}
+
+impl<M: Mailer + 'static> LimitedMailer for RateLimitedMailer<M> {
+    fn limiters(&self) -> Vec<Arc<Limiter>> {
+        RateLimitedMailer::limiters(self)
+    }
+
+    fn into_mailer(self: Arc<Self>) -> Arc<dyn Mailer> {
+        self
+    }
+}
+
 #[async_trait]
 impl<M: Mailer> Mailer for RateLimitedMailer<M> {
     async fn send(&self, mail: &OutgoingMail) -> Result<String, DownstreamError> {
