@@ -57,6 +57,9 @@ pub struct DownstreamError {
     pub message: String,
     /// When the cause is the caller's own setup rather than the request: what an operator fixes.
     pub setup: Option<SetupCause>,
+    /// How long to wait before trying again, when the error knows (a rate limiter that gave up
+    /// waiting says when its next slot comes).
+    pub retry_after: Option<Duration>,
 }
 
 /// A failure caused by the worker's setup (credentials, endpoint, a missing resource), as the
@@ -96,7 +99,14 @@ impl DownstreamError {
             kind,
             message,
             setup: None,
+            retry_after: None,
         }
+    }
+
+    /// The same error, saying when to try again.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     /// The same error, marked as caused by the setup.

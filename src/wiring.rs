@@ -11,7 +11,7 @@ use crate::adapters::cognito::CognitoDirectory;
 use crate::adapters::dynamo::budget::DynamoRateBudget;
 use crate::adapters::dynamo::DynamoInviteStore;
 use crate::adapters::instrumented::{InstrumentedDirectory, InstrumentedMailer, InstrumentedStore};
-use crate::adapters::limited::{RateLimitedDirectory, RateLimitedMailer};
+use crate::adapters::limited::{LimitedMailer, RateLimitedDirectory, RateLimitedMailer};
 use crate::adapters::no_throttle_retry::NoThrottleRetry;
 use crate::adapters::probe::AwsProbe;
 use crate::adapters::profile_cache::ProfileCachingDirectory;
@@ -27,6 +27,7 @@ use crate::error::Service;
 use crate::mail::templates::Templates;
 use crate::observe::Observer;
 use crate::ports::{Clock, Directory, InviteStore, Mailer, Publisher, RateBudget, SystemClock};
+use crate::ratelimit::Backlog;
 use crate::setup::{self, AwsTarget, Finding, Need, ProblemKind, SetupFailure, SetupProblem};
 
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -82,6 +83,8 @@ pub struct Components {
     pub service: Arc<InviteService>,
     /// Where the service's adapters report their calls: metrics and circuit breakers.
     pub observer: Arc<Observer>,
+    /// The directory's and the mailer's rate limiters, for the worker's back-pressure.
+    pub limiters: Vec<Arc<dyn Backlog>>,
 }
 
 /// Checks that the settings name the resources a command needs.
@@ -176,16 +179,22 @@ pub async fn build_with_clock(
     // Instrumented inside the rate limiters: durations leave out the wait for a token. The
     // profile cache outside them: a cached profile costs no token. Its age is wall-clock time,
     // whatever clock the service runs on.
+    let limited_directory = Arc::new(RateLimitedDirectory::from_settings(
+        InstrumentedDirectory::new(cognito, observer.clone()),
+        &settings.cognito,
+        budget.clone(),
+    ));
+    let mut limiters: Vec<Arc<dyn Backlog>> = limited_directory
+        .limiters()
+        .into_iter()
+        .map(|l| l as Arc<dyn Backlog>)
+        .collect();
     let directory: Arc<dyn Directory> = Arc::new(ProfileCachingDirectory::new(
-        Arc::new(RateLimitedDirectory::from_settings(
-            InstrumentedDirectory::new(cognito, observer.clone()),
-            &settings.cognito,
-            budget.clone(),
-        )),
+        limited_directory,
         Arc::new(SystemClock),
         Duration::from_secs(settings.cognito.pool_profile_max_age_seconds),
     ));
-    let mailer: Arc<dyn Mailer> = match settings.email.transport {
+    let mailer: Arc<dyn LimitedMailer> = match settings.email.transport {
         Transport::Ses => Arc::new(RateLimitedMailer::from_settings(
             InstrumentedMailer::new(
                 SesMailer::new(
@@ -212,6 +221,8 @@ pub async fn build_with_clock(
             budget,
         )),
     };
+    limiters.extend(mailer.limiters().into_iter().map(|l| l as Arc<dyn Backlog>));
+    let mailer = mailer.into_mailer();
     let observed_store: Arc<dyn InviteStore> =
         Arc::new(InstrumentedStore::new(store.clone(), observer.clone()));
     let queue = Arc::new(
@@ -257,6 +268,7 @@ pub async fn build_with_clock(
         queue,
         service,
         observer,
+        limiters,
     })
 }
 
@@ -305,6 +317,9 @@ pub fn feedback_worker(
     let handler = crate::feedback::FeedbackHandler::new(c.service.clone(), c.observer.clone());
     let mut options = invite_options.clone();
     options.concurrency = (options.concurrency / 4).max(1);
+    // Feedback sends no email: a slowed email limiter must not hold it back (its Cognito calls
+    // still give up before the handler's deadline if the read limiter is slow).
+    options.limiters = Vec::new();
     Some(crate::worker::Worker::new(
         queue,
         Arc::new(handler) as Arc<dyn crate::worker::MessageHandler>,

@@ -294,6 +294,7 @@ fn quick_options() -> WorkerOptions {
         handler_timeout: Duration::from_secs(10),
         until_idle: Some(3),
         pause_when: None,
+        limiters: Vec::new(),
     }
 }
 

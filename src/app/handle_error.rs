@@ -51,7 +51,7 @@ impl HandleError {
             },
             HandleError::Transient(e) => Disposition::Retry {
                 reason: e.to_string(),
-                after: None,
+                after: e.retry_after,
                 downstream: Some(e.service),
             },
             HandleError::Busy(_, _, wait) => Disposition::Retry {

@@ -23,6 +23,8 @@ pub async fn run(settings: Settings, until_idle: bool, json: bool) -> anyhow::Re
     let c = wiring::build(settings, sdk).await?;
     // While a downstream's circuit is open the worker stops receiving.
     options.pause_when = Some(c.observer.circuits().pause_hook());
+    // No more messages than the rate limiters can start well within the handler timeout.
+    options.limiters = c.limiters.clone();
     // SES's sending events (bounces, complaints, deliveries), when a feedback queue is set.
     let feedback = wiring::feedback_worker(&c, &options);
     let worker = Worker::new(

@@ -19,13 +19,13 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
+use super::wait_limit::{Backlog, Waiting};
 use crate::ports::RateBudget;
 
 /// Wall-clock time in seconds since the unix epoch (the windows are shared across hosts).
@@ -123,7 +123,7 @@ pub struct FleetLimiter {
     rate: f64,
     lease_max: u32,
     wall: WallClock,
-    waiting: AtomicUsize,
+    waiting: Waiting,
     tickets: Mutex<Tickets>,
     adaptive: std::sync::Mutex<Adaptive>,
 }
@@ -135,14 +135,6 @@ impl fmt::Debug for FleetLimiter {
             .field("rate", &self.rate)
             .field("own_rate", &self.own_rate())
             .finish_non_exhaustive()
-    }
-}
-
-struct WaitingGuard<'a>(&'a AtomicUsize);
-
-impl Drop for WaitingGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -172,7 +164,7 @@ impl FleetLimiter {
             rate,
             lease_max,
             wall,
-            waiting: AtomicUsize::new(0),
+            waiting: Waiting::default(),
             tickets: Mutex::new(Tickets {
                 window: 0,
                 next: 0,
@@ -204,8 +196,7 @@ impl FleetLimiter {
     /// Waits for this worker's pace and a ticket of the fleet's budget. Cancel-safe: a dropped
     /// call uses no ticket.
     pub async fn acquire(&self) -> Permit {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = WaitingGuard(&self.waiting);
+        let _waiting = self.waiting.enter();
         // Holding the lock while sleeping is the point: callers queue in arrival order.
         let mut tickets = self.tickets.lock().await;
         let pace = {
@@ -285,7 +276,7 @@ impl FleetLimiter {
             }
             let own = self.own_rate();
             let usable = (own * ((w + 1) as f64 - now)).ceil().max(1.0);
-            let waiting = self.waiting.load(Ordering::SeqCst).max(1) as f64;
+            let waiting = Backlog::waiting(self).max(1) as f64;
             let want = waiting
                 .min(usable)
                 .min(f64::from(self.lease_max))
@@ -319,6 +310,21 @@ impl FleetLimiter {
         if wait > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
+    }
+}
+
+impl Backlog for FleetLimiter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This worker's own rate: after a throttling cut it, not the fleet's, paces the callers.
+    fn rate(&self) -> f64 {
+        self.own_rate()
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting.count()
     }
 }
 

@@ -8,6 +8,8 @@ use std::fmt;
 use tokio::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
+use super::wait_limit::{Backlog, Waiting};
+
 /// Slowest rate accepted; lower (or invalid) rates are raised to it rather than rejected.
 const MIN_RATE: f64 = 0.001;
 /// Slack for floating-point refills, so a token that is due is not missed by a rounding error.
@@ -20,8 +22,10 @@ struct Bucket {
 
 /// A token bucket shared by every task that calls one rate-limited API.
 pub struct TokenBucket {
+    name: String,
     rate: f64,
     burst: f64,
+    waiting: Waiting,
     state: Mutex<Bucket>,
 }
 
@@ -45,13 +49,21 @@ impl TokenBucket {
         };
         let burst = f64::from(burst.max(1));
         Self {
+            name: "token-bucket".into(),
             rate,
             burst,
+            waiting: Waiting::default(),
             state: Mutex::new(Bucket {
                 tokens: burst,
                 refilled_at: Instant::now(),
             }),
         }
+    }
+
+    /// The same bucket, named for logs (`cognito-read`).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
     }
 
     /// Tokens per second.
@@ -61,6 +73,7 @@ impl TokenBucket {
 
     /// Waits until a token is available and takes it. Cancel-safe: a dropped call takes nothing.
     pub async fn acquire(&self) {
+        let _waiting = self.waiting.enter();
         // Holding the lock while sleeping is the point: later callers queue behind this one.
         let mut bucket = self.state.lock().await;
         loop {
@@ -96,6 +109,20 @@ impl TokenBucket {
             .as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
         bucket.refilled_at = now;
+    }
+}
+
+impl Backlog for TokenBucket {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting.count()
     }
 }
 

@@ -9,11 +9,14 @@ use crate::error::Disposition;
 use crate::ports::QueueMessage;
 
 pub mod backoff;
+pub mod backpressure;
 mod deleter;
 pub mod runner;
 pub mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throttled_tests;
 
 pub use runner::{PauseHook, RunSummary, Worker, WorkerOptions};
 pub use stats::{StatsSnapshot, WorkerStats};

@@ -16,12 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::backoff;
+use super::backpressure;
 use super::deleter::{DeleteBatcher, Deletes};
 use super::stats::{StatsSnapshot, WorkerStats};
 use super::MessageHandler;
 use crate::config::Settings;
 use crate::error::Disposition;
 use crate::ports::{queue_limits, DeadLetter, Queue, QueueMessage};
+use crate::ratelimit::wait_limit::with_wait_deadline;
+use crate::ratelimit::Backlog;
 
 /// SQS's longest long poll.
 const MAX_WAIT: Duration = Duration::from_secs(queue_limits::MAX_WAIT_SECONDS);
@@ -33,6 +36,9 @@ const SHORT_POLL_PAUSE: Duration = Duration::from_millis(100);
 /// about `idle_polls` seconds instead of `idle_polls` long polls (a message that arrives
 /// still ends the wait at once).
 pub const UNTIL_IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How long receiving pauses before the rate limiters are looked at again, while they have no
+/// room for another message.
+const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(200);
 /// The reason code for messages that failed transiently too many times.
 pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 
@@ -64,8 +70,11 @@ pub struct WorkerOptions {
     /// left on the queue (visible, in flight or delayed, as far as the queue can say). Receives
     /// then wait at most [`UNTIL_IDLE_WAIT`].
     pub until_idle: Option<u32>,
-    /// Circuit-breaker hook, consulted before each receive.
+    /// Circuit breakers, consulted before each receive (once a slot is free).
     pub pause_when: Option<PauseHook>,
+    /// The rate limiters the handler waits for: the worker holds no more messages than the
+    /// slowest can serve within a quarter of the handler timeout ([`backpressure`]).
+    pub limiters: Vec<Arc<dyn Backlog>>,
 }
 
 impl fmt::Debug for WorkerOptions {
@@ -82,6 +91,14 @@ impl fmt::Debug for WorkerOptions {
             .field("handler_timeout", &self.handler_timeout)
             .field("until_idle", &self.until_idle)
             .field("pause_when", &self.pause_when.as_ref().map(|_| "Fn"))
+            .field(
+                "limiters",
+                &self
+                    .limiters
+                    .iter()
+                    .map(|l| l.name().to_string())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -101,6 +118,7 @@ impl Default for WorkerOptions {
             handler_timeout: Duration::from_secs(45),
             until_idle: None,
             pause_when: None,
+            limiters: Vec::new(),
         }
     }
 }
@@ -122,6 +140,7 @@ impl WorkerOptions {
             handler_timeout: Duration::from_secs(w.handler_timeout_seconds),
             until_idle: until_idle.then_some(w.idle_polls.max(1)),
             pause_when: None,
+            limiters: Vec::new(),
         }
     }
 
@@ -156,6 +175,9 @@ pub struct RunSummary {
     pub receive_errors: u64,
     pub handler_panics: u64,
     pub handler_timeouts: u64,
+    /// Receive pauses for back-pressure from slow rate limiters (not trouble: nothing is lost).
+    #[serde(default)]
+    pub backpressure_pauses: u64,
 }
 
 impl fmt::Display for RunSummary {
@@ -181,6 +203,10 @@ impl fmt::Display for RunSummary {
             (self.receive_errors, "receive errors (retried)"),
             (self.handler_panics, "handler panics (retried)"),
             (self.handler_timeouts, "handler timeouts (retried)"),
+            (
+                self.backpressure_pauses,
+                "receive pauses: rate limiters too slow for more messages",
+            ),
         ];
         for (count, what) in troubles.into_iter().filter(|(n, _)| *n > 0) {
             write!(f, "\n  {count} {what}")?;
@@ -203,6 +229,7 @@ impl RunSummary {
             receive_errors: after.receive_errors - before.receive_errors,
             handler_panics: after.handler_panics - before.handler_panics,
             handler_timeouts: after.handler_timeouts - before.handler_timeouts,
+            backpressure_pauses: after.backpressure_pauses - before.backpressure_pauses,
         }
     }
 }
@@ -315,6 +342,7 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut receive_delays = backoff::receive_errors().build();
         let mut idle_polls = 0u32;
+        let mut backpressure_paused = false;
         tracing::info!(
             concurrency = self.options.concurrency,
             fifo = self.queue.is_fifo(),
@@ -328,7 +356,40 @@ impl Worker {
             if shutdown.is_cancelled() {
                 break;
             }
+            let mut slots = tokio::select! {
+                slots = self.free_slots() => match slots {
+                    Ok(slots) => slots,
+                    Err(()) => break,
+                },
+                () = shutdown.cancelled() => break,
+            };
+            // Back-pressure: no more messages than the rate limiters can start in time.
+            match self.room_for(slots.len()) {
+                Some(0) => {
+                    drop(slots);
+                    self.stats.record_progress();
+                    if !backpressure_paused {
+                        backpressure_paused = true;
+                        WorkerStats::inc(&self.stats.backpressure_pauses);
+                        if let Some((limiter, rate, backlog)) =
+                            backpressure::slowest(&self.options.limiters)
+                        {
+                            tracing::info!(%limiter, rate, backlog_ms = backlog.as_millis() as u64, "rate limiters slow: receiving paused until messages in flight can start in time");
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(BACKPRESSURE_PAUSE) => continue,
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+                Some(room) => slots.truncate(room),
+                None => {}
+            }
+            backpressure_paused = false;
+            // Asked once a slot is free, right before the receive: waiting for the slot can
+            // take long, and what the hook says then is what counts.
             if let Some(pause) = self.options.pause_when.as_ref().and_then(|hook| hook()) {
+                drop(slots);
                 // A deliberate pause is the loop working as meant, not a stall.
                 self.stats.record_progress();
                 tracing::debug!(pause_ms = pause.as_millis() as u64, "receiving paused");
@@ -337,13 +398,6 @@ impl Worker {
                     () = shutdown.cancelled() => break,
                 }
             }
-            let slots = tokio::select! {
-                slots = self.free_slots() => match slots {
-                    Ok(slots) => slots,
-                    Err(()) => break,
-                },
-                () = shutdown.cancelled() => break,
-            };
             let received = tokio::select! {
                 received = self.queue.receive(slots.len() as u8, self.receive_wait()) => received,
                 () = shutdown.cancelled() => break,
@@ -425,6 +479,20 @@ impl Worker {
         let summary = RunSummary::between(before, self.stats.snapshot());
         tracing::info!(?summary, "worker stopped");
         summary
+    }
+
+    /// How many messages the rate limiters leave room for, holding `taking` free slots
+    /// ([`backpressure::room`]); `None` without limiters.
+    fn room_for(&self, taking: usize) -> Option<usize> {
+        let in_flight = self
+            .options
+            .concurrency
+            .saturating_sub(self.slots.available_permits() + taking);
+        backpressure::room(
+            &self.options.limiters,
+            in_flight,
+            self.options.handler_timeout,
+        )
     }
 
     /// Waits for one free slot, then takes as many more as are free, up to `max_messages`.
@@ -641,8 +709,12 @@ impl Batch {
     async fn call_handler(&self, message: Arc<QueueMessage>) -> Disposition {
         let handler = self.handler.clone();
         let input = message.clone();
+        // Rate-limiter waits end by three quarters of the timeout: a limiter gives up rather
+        // than let the timeout abort the handler mid-operation (worker::backpressure).
+        let waits_end = Instant::now() + backpressure::wait_deadline(self.options.handler_timeout);
         let mut task = AbortOnDrop(tokio::spawn(
-            async move { handler.handle(&input).await }.instrument(tracing::Span::current()),
+            with_wait_deadline(waits_end, async move { handler.handle(&input).await })
+                .instrument(tracing::Span::current()),
         ));
         match tokio::time::timeout(self.options.handler_timeout, &mut task.0).await {
             Ok(Ok(disposition)) => disposition,

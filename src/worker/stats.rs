@@ -49,6 +49,9 @@ pub struct WorkerStats {
     pub handler_panics: AtomicU64,
     /// Handlers that ran past the handler timeout (each one retried).
     pub handler_timeouts: AtomicU64,
+    /// Times receiving paused because the rate limiters could not start another message within
+    /// a quarter of the handler timeout (back-pressure; one per pause, however long).
+    pub backpressure_pauses: AtomicU64,
     /// Handling time, from the handler's start to its answer.
     pub latency: LatencyHistogram,
     ack_outcomes: Mutex<BTreeMap<&'static str, u64>>,
@@ -163,6 +166,7 @@ impl WorkerStats {
             delete_failures: get(&self.delete_failures),
             handler_panics: get(&self.handler_panics),
             handler_timeouts: get(&self.handler_timeouts),
+            backpressure_pauses: get(&self.backpressure_pauses),
         }
     }
 
@@ -191,6 +195,7 @@ pub struct StatsSnapshot {
     pub delete_failures: u64,
     pub handler_panics: u64,
     pub handler_timeouts: u64,
+    pub backpressure_pauses: u64,
 }
 
 /// A fixed-bucket histogram of durations in milliseconds (buckets: [`LATENCY_BUCKETS_MS`]).

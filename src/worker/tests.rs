@@ -121,6 +121,7 @@ fn options() -> WorkerOptions {
         handler_timeout: Duration::from_secs(60),
         until_idle: None,
         pause_when: None,
+        limiters: Vec::new(),
     }
 }
 
