@@ -194,6 +194,23 @@ pub struct OutgoingMail {
     pub tags: Vec<(String, String)>,
 }
 
+#[cfg(test)]
+impl OutgoingMail {
+    /// Some mail, for tests where what it says does not matter.
+    pub fn example() -> Self {
+        Self {
+            from: "Acme <no-reply@example.com>".into(),
+            reply_to: None,
+            to: EmailAddress::parse("ada@example.com").expect("a valid address"),
+            subject: "Welcome".into(),
+            text: "hi".into(),
+            html: "<p>hi</p>".into(),
+            headers: Vec::new(),
+            tags: Vec::new(),
+        }
+    }
+}
+
 impl fmt::Debug for OutgoingMail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OutgoingMail")

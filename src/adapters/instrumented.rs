@@ -369,19 +369,6 @@ mod tests {
             .unwrap_or(0)
     }
 
-    fn mail() -> OutgoingMail {
-        OutgoingMail {
-            from: "Acme <no-reply@example.com>".into(),
-            reply_to: None,
-            to: EmailAddress::parse("ada@example.com").unwrap(),
-            subject: "s".into(),
-            text: "t".into(),
-            html: "h".into(),
-            tags: Vec::new(),
-            headers: vec![],
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn directory_calls_are_classified_and_feed_the_circuit() {
         let o = observer();
@@ -471,12 +458,12 @@ mod tests {
         let o = observer();
         let mailer = InstrumentedMailer::new(MemoryMailer::new(), Service::Smtp, o.clone());
         mailer.inner().faults.set_latency(Duration::from_millis(40));
-        mailer.send(&mail()).await.unwrap();
+        mailer.send(&OutgoingMail::example()).await.unwrap();
         mailer
             .inner()
             .faults
             .fail_next("SendEmail", 1, ErrorKind::Throttled);
-        assert!(mailer.send(&mail()).await.is_err());
+        assert!(mailer.send(&OutgoingMail::example()).await.is_err());
         assert_eq!(calls(&o, Service::Smtp, "send", CallResult::Ok), 1);
         assert_eq!(
             o.downstream()

@@ -596,16 +596,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn mailer_sends_at_the_configured_rate() {
         let mailer = RateLimitedMailer::new(Counting::default(), TokenBucket::new(4.0, 2));
-        let mail = OutgoingMail {
-            from: "Acme <no-reply@example.com>".into(),
-            reply_to: None,
-            to: EmailAddress::parse("ada@example.com").unwrap(),
-            subject: "Welcome".into(),
-            text: "hi".into(),
-            html: "<p>hi</p>".into(),
-            tags: Vec::new(),
-            headers: Vec::new(),
-        };
+        let mail = OutgoingMail::example();
         let start = Instant::now();
         for _ in 0..6 {
             mailer.send(&mail).await.unwrap();
@@ -621,16 +612,7 @@ mod tests {
             Counting::default(),
             TokenBucket::new(10.0, 1),
         ));
-        let mail = OutgoingMail {
-            from: "no-reply@example.com".into(),
-            reply_to: None,
-            to: EmailAddress::parse("bob@example.com").unwrap(),
-            subject: "s".into(),
-            text: "t".into(),
-            html: "h".into(),
-            tags: Vec::new(),
-            headers: Vec::new(),
-        };
+        let mail = OutgoingMail::example();
         let start = Instant::now();
         let tasks: Vec<_> = (0..11)
             .map(|_| {
@@ -670,19 +652,6 @@ mod tests {
         }
     }
 
-    fn any_mail() -> OutgoingMail {
-        OutgoingMail {
-            from: "no-reply@example.com".into(),
-            reply_to: None,
-            to: EmailAddress::parse("ada@example.com").unwrap(),
-            subject: "s".into(),
-            text: "t".into(),
-            html: "h".into(),
-            tags: Vec::new(),
-            headers: Vec::new(),
-        }
-    }
-
     fn fleet_mailer(throttles: u32) -> RateLimitedMailer<Throttling> {
         let budget = std::sync::Arc::new(crate::adapters::memory::MemoryRateBudget::default());
         let limiter = FleetLimiter::with_wall_clock(
@@ -703,7 +672,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_throttled_call_is_retried_through_the_limiter_and_slows_the_worker() {
         let mailer = fleet_mailer(1);
-        mailer.send(&any_mail()).await.unwrap();
+        mailer.send(&OutgoingMail::example()).await.unwrap();
         let Limiter::Fleet(fleet) = mailer.limiter.as_ref() else {
             unreachable!()
         };
@@ -714,7 +683,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn throttling_gives_up_after_three_calls() {
         let mailer = fleet_mailer(10);
-        let err = mailer.send(&any_mail()).await.unwrap_err();
+        let err = mailer.send(&OutgoingMail::example()).await.unwrap_err();
         assert!(err.is_throttle());
         assert_eq!(
             mailer.inner().calls.load(Ordering::SeqCst),
@@ -729,17 +698,17 @@ mod tests {
             TokenBucket::new(0.5, 1).named("email-send"),
         ));
         // Three callers without a deadline queue up behind the burst: 6 s of backlog.
-        mailer.send(&any_mail()).await.unwrap();
+        mailer.send(&OutgoingMail::example()).await.unwrap();
         let queued: Vec<_> = (0..3)
             .map(|_| {
                 let mailer = mailer.clone();
-                tokio::spawn(async move { mailer.send(&any_mail()).await })
+                tokio::spawn(async move { mailer.send(&OutgoingMail::example()).await })
             })
             .collect();
         tokio::task::yield_now().await;
         let start = Instant::now();
         let deadline = start + Duration::from_secs(4);
-        let err = wait_limit::with_wait_deadline(deadline, mailer.send(&any_mail()))
+        let err = wait_limit::with_wait_deadline(deadline, mailer.send(&OutgoingMail::example()))
             .await
             .unwrap_err();
         assert_eq!(start.elapsed(), Duration::ZERO, "gave up at once");
@@ -805,12 +774,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_handler_past_its_deadline_still_takes_the_next_free_slot() {
         let mailer = RateLimitedMailer::new(Counting::default(), TokenBucket::new(2.0, 1));
-        mailer.send(&any_mail()).await.unwrap();
+        mailer.send(&OutgoingMail::example()).await.unwrap();
         // Slowed by its other calls, the handler is past its wait deadline; nobody is waiting,
         // and the next slot (0.5 s away) is not waiting for others: it goes.
         let start = Instant::now();
         let deadline = start - Duration::from_secs(1);
-        wait_limit::with_wait_deadline(deadline, mailer.send(&any_mail()))
+        wait_limit::with_wait_deadline(deadline, mailer.send(&OutgoingMail::example()))
             .await
             .unwrap();
         assert_eq!(start.elapsed(), Duration::from_millis(500));

@@ -18,7 +18,6 @@ use super::*;
 use crate::adapters::limited::RateLimitedMailer;
 use crate::adapters::memory::queue::MemoryQueue;
 use crate::app::handle_error::HandleError;
-use crate::domain::EmailAddress;
 use crate::error::{Disposition, DownstreamError};
 use crate::ports::{Mailer, OutgoingMail, Queue, QueueMessage};
 use crate::ratelimit::{Backlog, TokenBucket};
@@ -43,16 +42,7 @@ struct Inviting {
 impl MessageHandler for Inviting {
     async fn handle(&self, _message: &QueueMessage) -> Disposition {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let mail = OutgoingMail {
-            from: "no-reply@example.com".into(),
-            reply_to: None,
-            to: EmailAddress::parse("ada@example.com").unwrap(),
-            subject: "Welcome".into(),
-            text: "hi".into(),
-            html: "<p>hi</p>".into(),
-            tags: Vec::new(),
-            headers: Vec::new(),
-        };
+        let mail = OutgoingMail::example();
         match self.mailer.send(&mail).await {
             Ok(_) => Disposition::Ack { outcome: "sent" },
             Err(e) => HandleError::from(e).disposition(),
