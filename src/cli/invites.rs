@@ -246,7 +246,7 @@ pub fn render_invite(i: &Invite) -> String {
     out.push_str("history\n");
     for h in &i.history {
         out.push_str(&format!(
-            "  {}  {:>8} -> {:<8}  {:<22} {}{}{}\n",
+            "  {}  {:>13} -> {:<13}  {:<22} {}{}{}\n",
             ts(h.at),
             h.from.map(|s| s.as_str()).unwrap_or("-"),
             h.to.as_str(),
