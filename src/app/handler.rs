@@ -633,7 +633,7 @@ impl InviteService {
                     // message's retry or any other event) claims at once and lifts the hold
                     // first. A live lease here would make every retry wait it out, each wait
                     // spending one of the message's attempts.
-                    self.mark_on_hold(rec).await;
+                    self.release(rec, true).await;
                     return Err(Step::Failed(e));
                 }
                 if let (true, Some(code)) = (opening, e.rejection_code()) {
@@ -648,7 +648,7 @@ impl InviteService {
                     self.finish(rec, from, finish, req, self.clock.now())
                         .await?;
                 } else {
-                    self.release(rec).await;
+                    self.release(rec, false).await;
                 }
                 Err(Step::Failed(e))
             }
@@ -837,22 +837,16 @@ impl InviteService {
     }
 
     /// Gives up the lease after a transient failure so the retry need not wait for it to expire.
-    /// Leaves a run-out lease on `rec`: nobody waits for it, and the next claim sees that the
-    /// last attempt was interrupted (and lifts the hold on its user).
-    async fn mark_on_hold(&self, mut rec: Invite) {
+    /// With `user_on_hold` (a user this attempt disabled could not be re-enabled) the lease stays
+    /// on the record, run out: nobody waits for it, and the next claim sees that the last attempt
+    /// was interrupted and lifts the hold on its user first.
+    async fn release(&self, mut rec: Invite, user_on_hold: bool) {
         let now = self.clock.now();
-        if let Some(lease) = rec.lease.as_mut() {
-            lease.until = now;
+        match rec.lease.as_mut() {
+            Some(lease) if user_on_hold => lease.until = now,
+            _ => rec.lease = None,
         }
         bump(&mut rec, now);
-        if let Err(e) = self.store.save(&rec).await {
-            warn!(invite_id = %rec.invite_id, error = %e, "could not end the lease of an invite whose user is on hold; it expires by itself");
-        }
-    }
-
-    async fn release(&self, mut rec: Invite) {
-        rec.lease = None;
-        bump(&mut rec, self.clock.now());
         if let Err(e) = self.store.save(&rec).await {
             warn!(invite_id = %rec.invite_id, error = %e, "could not release the lease; it expires by itself");
         }
