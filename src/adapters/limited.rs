@@ -91,6 +91,15 @@ impl Backlog for Limiter {
     }
 }
 
+/// How a call went, as a fleet limiter hears it: throttling slows this worker down.
+fn outcome_of<T>(result: &Result<T, DownstreamError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(e) if e.is_throttle() => Outcome::Throttled,
+        Err(_) => Outcome::Other,
+    }
+}
+
 /// Where a limited call goes, for the error a limiter gives up with.
 #[derive(Clone, Copy, Debug)]
 pub struct Call {
@@ -110,11 +119,7 @@ impl Limiter {
         loop {
             let permit = self.admit(1, what).await?.pop().flatten();
             let result = call().await;
-            let outcome = match &result {
-                Ok(_) => Outcome::Success,
-                Err(e) if e.is_throttle() => Outcome::Throttled,
-                Err(_) => Outcome::Other,
-            };
+            let outcome = outcome_of(&result);
             if let (Limiter::Fleet(fleet), Some(permit)) = (self, permit) {
                 fleet.record(permit, outcome);
             }
@@ -143,11 +148,7 @@ impl Limiter {
         let permits = self.admit(calls, what).await?;
         let result = call().await;
         if let Limiter::Fleet(fleet) = self {
-            let outcome = match &result {
-                Ok(_) => Outcome::Success,
-                Err(e) if e.is_throttle() => Outcome::Throttled,
-                Err(_) => Outcome::Other,
-            };
+            let outcome = outcome_of(&result);
             for permit in permits.into_iter().flatten() {
                 fleet.record(permit, outcome);
             }
