@@ -152,11 +152,7 @@ impl FleetLimiter {
         rate_per_second: f64,
         wall: WallClock,
     ) -> Self {
-        let rate = if rate_per_second.is_finite() && rate_per_second > 0.001 {
-            rate_per_second
-        } else {
-            0.001
-        };
+        let rate = super::usable_rate(rate_per_second);
         let lease_max = (rate * LEASE_SHARE).ceil().clamp(1.0, 1000.0) as u32;
         Self {
             name: name.to_string(),

@@ -10,8 +10,6 @@ use tokio::time::{Duration, Instant};
 
 use super::wait_limit::{Backlog, Waiting};
 
-/// Slowest rate accepted; lower (or invalid) rates are raised to it rather than rejected.
-const MIN_RATE: f64 = 0.001;
 /// Slack for floating-point refills, so a token that is due is not missed by a rounding error.
 const EPSILON: f64 = 1e-9;
 
@@ -42,11 +40,7 @@ impl TokenBucket {
     /// A full bucket holding `burst` tokens (at least 1), refilled at `rate_per_second` (a
     /// non-positive or non-finite rate is treated as the minimum, one token per 1000 s).
     pub fn new(rate_per_second: f64, burst: u32) -> Self {
-        let rate = if rate_per_second.is_finite() && rate_per_second > MIN_RATE {
-            rate_per_second
-        } else {
-            MIN_RATE
-        };
+        let rate = super::usable_rate(rate_per_second);
         let burst = f64::from(burst.max(1));
         Self {
             name: "token-bucket".into(),

@@ -46,12 +46,7 @@ pub trait Backlog: Send + Sync {
 /// `callers` slots at `rate` per second, as a duration (a rate at or below zero reads as one
 /// slot per 1000 s, the slowest any limiter goes).
 pub fn slots_to_time(callers: usize, rate: f64) -> Duration {
-    let rate = if rate.is_finite() && rate > 0.001 {
-        rate
-    } else {
-        0.001
-    };
-    Duration::from_secs_f64(callers as f64 / rate)
+    Duration::from_secs_f64(callers as f64 / super::usable_rate(rate))
 }
 
 /// Callers waiting for a limiter right now.
