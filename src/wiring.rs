@@ -225,17 +225,12 @@ pub async fn build_with_clock(
     let mailer = mailer.into_mailer();
     let observed_store: Arc<dyn InviteStore> =
         Arc::new(InstrumentedStore::new(store.clone(), observer.clone()));
-    let queue = Arc::new(
-        SqsQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            settings.queue.url.clone(),
-            settings.queue.dlq_url.clone(),
-            WORKER_VERSION,
-        )
-        .with_visibility_timeout(Duration::from_secs(
-            settings.queue.visibility_timeout_seconds,
-        )),
-    );
+    let queue = Arc::new(worker_queue(
+        &sdk,
+        &settings,
+        &settings.queue.url,
+        &settings.queue.dlq_url,
+    ));
     let mut service = InviteService::new(
         observed_store,
         directory.clone(),
@@ -292,6 +287,20 @@ impl crate::feedback::FeedbackTarget for InviteService {
     }
 }
 
+/// A queue a worker consumes (`url`, dead letters to `dlq_url`), its messages held for
+/// `queue.visibility_timeout_seconds` while handled.
+fn worker_queue(sdk: &SdkConfig, settings: &Settings, url: &str, dlq_url: &str) -> SqsQueue {
+    SqsQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        url.to_string(),
+        dlq_url.to_string(),
+        WORKER_VERSION,
+    )
+    .with_visibility_timeout(Duration::from_secs(
+        settings.queue.visibility_timeout_seconds,
+    ))
+}
+
 /// The worker for SES's sending events (`feedback.queue_url`), when one is configured: the same
 /// runtime as the invite queue's (heartbeat, retries, dead letters to `feedback.dlq_url`), a
 /// quarter of its concurrency, applying each event to its invite through `c.service`.
@@ -303,17 +312,7 @@ pub fn feedback_worker(
     if f.queue_url.is_empty() {
         return None;
     }
-    let queue = Arc::new(
-        SqsQueue::new(
-            aws_sdk_sqs::Client::new(&c.sdk),
-            f.queue_url.clone(),
-            f.dlq_url.clone(),
-            WORKER_VERSION,
-        )
-        .with_visibility_timeout(Duration::from_secs(
-            c.settings.queue.visibility_timeout_seconds,
-        )),
-    );
+    let queue = Arc::new(worker_queue(&c.sdk, &c.settings, &f.queue_url, &f.dlq_url));
     let handler = crate::feedback::FeedbackHandler::new(c.service.clone(), c.observer.clone());
     let mut options = invite_options.clone();
     options.concurrency = (options.concurrency / 4).max(1);
